@@ -1,0 +1,66 @@
+"""mpgo — Go's concurrency model for Python, with true parallelism.
+
+Goroutines are greenlets scheduled M:N over forked worker processes; channels,
+select, mutexes, wait groups and atomics work the same whether the goroutines
+at both ends share a process or not. See ``docs/`` and the README.
+
+This module is the public facade: the API contract and nothing else.
+"""
+
+from __future__ import annotations
+
+from ._core._chan import Chan, default, nilchan, select
+from ._errors import (
+    Canceled,
+    ClosedChannelError,
+    DeadlineExceeded,
+    Deadlock,
+    GoroutineError,
+    LockPoisoned,
+    RemoteException,
+    WorkerDied,
+)
+from ._runtime import _remote as _remote  # noqa: F401  (installs the channel hooks)
+from ._runtime._goroutine import (
+    Goroutine,
+    dump,
+    go,
+    go_local,
+    gosched,
+    num_goroutine,
+    num_workers,
+    sleep,
+    worker_id,
+)
+from ._runtime._run import Runtime, run
+from ._time import Ticker, after
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Canceled",
+    "Chan",
+    "ClosedChannelError",
+    "Deadlock",
+    "DeadlineExceeded",
+    "Goroutine",
+    "GoroutineError",
+    "LockPoisoned",
+    "RemoteException",
+    "Runtime",
+    "Ticker",
+    "WorkerDied",
+    "after",
+    "default",
+    "dump",
+    "go",
+    "go_local",
+    "gosched",
+    "nilchan",
+    "num_goroutine",
+    "num_workers",
+    "run",
+    "select",
+    "sleep",
+    "worker_id",
+]

@@ -1,0 +1,1 @@
+"""The processes: supervisor, workers, broker, lock queues — built on core + transport."""

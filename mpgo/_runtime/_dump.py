@@ -1,0 +1,92 @@
+"""Go-style goroutine dumps: what `mpgo.dump()`, `Deadlock` and SIGUSR1 show.
+
+Each worker formats its own goroutines (`worker_dump`); the supervisor
+concatenates the workers' texts in worker order. A goroutine reads
+
+    goroutine 7 [chan send, 2.1 s] (worker 1):
+      File "prog.py", line 10, in producer
+        ch.send(i)
+
+Frames of mpgo's own modules are left out at the top (the park machinery) and
+at the bottom (the greenlet trampoline), so the stack starts at user code.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from typing import Any
+
+from .._core import _sched
+from .._core._sched import RUNNABLE, RUNNING, WAITING, G
+
+_PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _user_frames(frame: Any) -> list[traceback.FrameSummary]:
+    stack = traceback.extract_stack(frame)
+    # drop mpgo frames at both ends
+    while stack and stack[-1].filename.startswith(_PKG):
+        stack.pop()
+    i = 0
+    while i < len(stack) and (stack[i].filename.startswith(_PKG)
+                              or "greenlet" in stack[i].filename):
+        i += 1
+    return stack[i:]
+
+
+def state_of(g: G, now: float, current: G | None) -> str:
+    if g is current or g.status == RUNNING:
+        return "running"
+    if g.status == RUNNABLE:
+        return "runnable"
+    if g.status == WAITING:
+        waited = now - g.since
+        if waited >= 1.0:
+            return f"{g.reason}, {waited:.1f} s"
+        return f"{g.reason}, {waited * 1000:.0f} ms"
+    if g.blob is not None or g.gr is None:
+        return "runnable (not started)"
+    return _sched.STATUS_NAMES[g.status]
+
+
+def format_g(g: G, wid: int, now: float, current: G | None, frame: Any = None) -> str:
+    head = f"goroutine {g.id} [{state_of(g, now, current)}] (worker {wid}):"
+    lines = [head]
+    f = frame
+    if f is None and g.gr is not None and g is not current:
+        f = g.gr.gr_frame
+    if f is not None:
+        for fs in _user_frames(f):
+            lines.append(f'  File "{fs.filename}", line {fs.lineno}, in {fs.name}')
+            if fs.line:
+                lines.append(f"    {fs.line.strip()}")
+    elif g.fn is not None:
+        name = getattr(g.fn, "__qualname__", repr(g.fn))
+        lines.append(f"  created as {name}(...), not started yet")
+    return "\n".join(lines)
+
+
+def worker_dump(w: Any, requester: G | None = None) -> str:
+    """Every live goroutine of this worker, formatted. Hub thread."""
+    now = time.monotonic()
+    out = []
+    gs = sorted(_sched.live_goroutines(), key=lambda g: g.id)
+    for g in gs:
+        cur = requester if requester is not None else _sched._cur
+        out.append(format_g(g, w.wid, now, cur))
+    return "\n\n".join(out)
+
+
+def snapshot_line(g: G, now: float) -> str:
+    """One short line per goroutine for the shared-memory snapshot (WorkerDied)."""
+    name = "?"
+    gr = g.gr
+    if gr is not None and gr.gr_frame is not None:
+        frames = _user_frames(gr.gr_frame)
+        if frames:
+            name = f"{frames[-1].name} ({os.path.basename(frames[-1].filename)}:{frames[-1].lineno})"
+    elif g.fn is not None:
+        name = getattr(g.fn, "__qualname__", "?")
+    return f"goroutine {g.id} [{state_of(g, now, _sched._cur)}] {name}"

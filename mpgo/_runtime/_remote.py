@@ -1,0 +1,1 @@
+"""(stub) promoted channels."""

@@ -1,0 +1,774 @@
+"""A worker process: the hub's hooks, spawning and stealing, results, sysmon.
+
+Strategy
+--------
+The worker plugs into the core scheduler (`_sched.Hooks`) and owns the
+process's `Link`. Frames are dispatched by type through `HANDLERS`, which the
+channel and lock layers extend. Spawn records move between workers as
+``[gid, home, blob]`` (blob = cloudpickle of ``(fn, args, kwargs)``); a record
+that cannot be pickled is pinned to the run queue here (never an error).
+
+Who owns what: everything below belongs to the hub thread, except what
+`_Sysmon` touches while the hub is stalled: the spawn queue (deque pops are
+atomic under the GIL), `Link.flush` (under the link's lock), and the arena.
+
+Lifecycle: fork → `main()` → HELLO → per run: START_RUN … END_RUN → EXIT.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import pickle
+import random
+import select as _select
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from .._core import _chan, _sched
+from .._core._sched import DEAD, G
+from .._errors import ClosedChannelError
+from .._transport import _arena, _wire
+from .._transport._arena import (
+    H_GID,
+    H_GLOBALQ,
+    W_EPOCH,
+    W_IDLE,
+    W_LIVE,
+    W_RECV,
+    W_RUNNING,
+    W_SENT,
+    W_STEAL_REQ,
+    W_STEALABLE,
+    W_TIMERS,
+    worker_off,
+)
+from .._transport._atomic import add, cas, load, store, swap
+from .._transport._link import SUPERVISOR, Link
+
+HOG_THRESHOLD = float(os.environ.get("MPGO_HOG_THRESHOLD", "1.0"))
+STALL = 0.002           # sysmon acts for a hub that has not ticked for this long
+STEAL_RETRY = 0.05      # give up on an unanswered steal request after this long
+
+Handler = Callable[[int, list[Any]], None]
+HANDLERS: dict[int, Handler] = {}
+
+W: Worker | None = None      # the worker of this process (None in the supervisor)
+
+
+def handler(kind: int) -> Callable[[Handler], Handler]:
+    def deco(fn: Handler) -> Handler:
+        HANDLERS[kind] = fn
+        return fn
+    return deco
+
+
+def current_worker() -> Worker:
+    """The worker this goroutine runs on. Any goroutine; raises outside mpgo.run."""
+    w = W
+    if w is None or os.getpid() != w.pid:
+        if w is not None and os.getpid() != w.pid:
+            raise RuntimeError(
+                "mpgo: this process was forked from an mpgo worker; mpgo cannot be "
+                "used in it (start a new mpgo.run in a fresh process instead)")
+        raise RuntimeError("mpgo: this call must be made inside mpgo.run (from a goroutine)")
+    _sched.check_thread()
+    return w
+
+
+def _set_pdeathsig() -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)     # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class Worker(_sched.Hooks):
+    """The runtime side of one worker process. Made right after the fork."""
+
+    def __init__(self, wid: int, n: int, token: bytes, run_tag: str, sup_pid: int,
+                 death_fd: int) -> None:
+        self.wid = wid
+        self.n = n
+        self.token = token
+        self.run_tag = run_tag
+        self.sup_pid = sup_pid
+        self.pid = os.getpid()
+        self.death_fd = death_fd
+        self.run = 0
+        self.main_g: G | None = None
+        self.shipped: dict[int, G] = {}        # records shipped elsewhere, by gid
+        self.exported: dict[int, G] = {}       # handles pickled to other workers
+        self.remote_joins: dict[int, list[tuple[int, int]]] = {}
+        self.tickets: dict[int, Any] = {}      # ticket -> parked G (or callback)
+        self._ticket = 0
+        self.steal_pending = 0.0               # deadline of our unanswered steal request
+        self.steal_victim = -1
+        self.global_pending = False
+        self.future: list[list[Any]] = []      # messages of a run not started here yet
+        self.exiting = False
+        self.in_poll = False
+        self.published = 0
+        self.rand = random.Random()
+        self.link: Link = None  # type: ignore[assignment]
+        self.ep: Any = None
+        self.wake_r = self.wake_w = -1
+        self.interrupted = False
+        self.sysmon: _Sysmon | None = None
+        self.off_sent = worker_off(wid, W_SENT)
+        self.off_recv = worker_off(wid, W_RECV)
+        self.off_live = worker_off(wid, W_LIVE)
+        self.off_stealable = worker_off(wid, W_STEALABLE)
+        self.off_steal_req = worker_off(wid, W_STEAL_REQ)
+        self.off_idle = worker_off(wid, W_IDLE)
+        self.off_epoch = worker_off(wid, W_EPOCH)
+        self.off_running = worker_off(wid, W_RUNNING)
+        self.off_timers = worker_off(wid, W_TIMERS)
+        self.on_run_start: list[Callable[[], None]] = []
+        self.on_run_end: list[Callable[[], None]] = []
+        self.on_flush: list[Callable[[], None]] = []
+
+    # -- process setup ---------------------------------------------------------
+
+    def main(self, inherited: Any) -> None:
+        """Entry point after the fork; never returns (the process `_exit`s)."""
+        global W
+        W = self
+        code = 0
+        try:
+            self._setup()
+            self.link.send(SUPERVISOR, [_wire.HELLO, self.pid])
+            self.link.flush()
+            self.inherited = inherited
+            _sched.init(self, new_id=lambda: add(H_GID, 1))
+            self.sysmon = _Sysmon(self)
+            self.sysmon.start()
+            _sched.hub_loop()
+        except BaseException:  # noqa: BLE001 - last resort: report, then exit non-zero
+            code = 70
+            try:
+                traceback.print_exc()
+            except BaseException:  # noqa: BLE001
+                pass
+        finally:
+            self.exiting = True
+            for f in (sys.stdout, sys.stderr):
+                try:
+                    f.flush()
+                except BaseException:  # noqa: BLE001 - stdio may be closed
+                    pass
+            try:
+                if self.link is not None:
+                    self.link.close()
+            except BaseException:  # noqa: BLE001
+                pass
+            os._exit(code)
+
+    def _setup(self) -> None:
+        _set_pdeathsig()
+        if os.getppid() != self.sup_pid:
+            os._exit(0)         # the supervisor died before we set PDEATHSIG
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, _on_sigterm)
+        signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+        try:
+            sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+        except (AttributeError, ValueError):
+            pass
+        seed = os.urandom(16)
+        random.seed(seed)
+        self.rand.seed(seed + b"mpgo")
+        _chan.seed(int.from_bytes(os.urandom(8), "little"))
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.link = Link(self.token, self.run_tag, self.wid,
+                         on_sent=lambda k: add(self.off_sent, k),
+                         on_recv=lambda k: add(self.off_recv, k))
+        self.ep = _select.epoll()
+        self.ep.register(self.link.fd, _select.EPOLLIN)
+        self.ep.register(self.death_fd, _select.EPOLLIN | _select.EPOLLHUP)
+        self.ep.register(self.wake_r, _select.EPOLLIN)
+        self.fd_waiters: dict[int, Any] = {}
+
+    # -- tickets ---------------------------------------------------------------
+
+    def ticket(self, obj: Any) -> int:
+        """A fresh ticket resolving to `obj` (a parked G or a callback). Hub thread."""
+        self._ticket += 1
+        self.tickets[self._ticket] = obj
+        return self._ticket
+
+    def send(self, dst: int, frame: list[Any]) -> None:
+        """Queue a frame; the hub flushes at the end of its turn. Hub thread."""
+        self.link.queue.append((dst, frame))
+        _sched.want_hub_turn()
+
+    # -- scheduler hooks -------------------------------------------------------
+
+    def spawned(self, g: G) -> None:
+        n = len(_sched._spawnq)
+        if n != self.published:
+            self.published = n
+            swap(self.off_stealable, n)          # an RMW: a full barrier (see §5.3)
+            if n:
+                if load(self.off_steal_req):
+                    self.serve_steal(False)
+                elif _arena.any_idle(self.n):
+                    self.wakep()
+
+    def publish(self) -> None:
+        n = len(_sched._spawnq)
+        if n != self.published:
+            self.published = n
+            swap(self.off_stealable, n)
+
+    def start(self, g: G) -> None:
+        store(self.off_running, g.id)
+        blob = g.blob
+        if blob is not None:
+            g.blob = None
+            g.fn, g.args, g.kwargs = pickle.loads(blob)
+
+    def exited(self, g: G) -> None:
+        add(self.off_live, -1)
+        if g is self.main_g:
+            self._main_done(g)
+        elif g.exc is not None:
+            self._report_failure(g)
+        if g.home != self.wid and g.home >= 0:
+            self._send_result(g)
+        else:
+            rj = self.remote_joins.pop(g.id, None)
+            if rj:
+                self._answer_remote_joins(g, rj)
+
+    def turn(self) -> None:
+        self.publish()
+        if load(self.off_steal_req):
+            self.serve_steal(False)
+        if self.link.readable():
+            self.read_messages()
+        if self.link.queue:
+            for f in self.on_flush:
+                f()
+            self.link.flush()
+
+    def idle(self) -> None:
+        self.publish()
+        for f in self.on_flush:
+            f()
+        if self.link.readable():
+            self.read_messages()
+            if _sched.has_runnable():
+                return
+        self.link.flush()
+        if self.steal_pending or self.global_pending:
+            if self.steal_pending and time.monotonic() > self.steal_pending:
+                cas(worker_off(self.steal_victim, W_STEAL_REQ), self.wid + 1, 0)
+                self.steal_pending = 0.0
+            else:
+                return
+        _arena.set_idle(self.wid)                # RMW first, then look (§5.3)
+        if load(H_GLOBALQ) > 0:
+            self.global_pending = True
+            self.link.send(SUPERVISOR, [_wire.GLOBAL_GET])
+            self.link.flush()
+            return
+        victims = [v for v in range(self.n)
+                   if v != self.wid and load(worker_off(v, W_STEALABLE)) > 0]
+        if victims:
+            v = victims[0] if len(victims) == 1 else self.rand.choice(victims)
+            if cas(worker_off(v, W_STEAL_REQ), 0, self.wid + 1):
+                self.steal_victim = v
+                self.steal_pending = time.monotonic() + STEAL_RETRY
+
+    def poll(self, timeout: float | None) -> bool:
+        if self.steal_pending:
+            left = max(0.0, self.steal_pending - time.monotonic())
+            timeout = left if timeout is None else min(timeout, left)
+        if self.link.readable() or self.link.queue:
+            timeout = 0.0
+        store(self.off_timers, len(_sched._timers))
+        store(self.off_running, 0)
+        self.in_poll = True
+        store(self.off_idle, 1)
+        try:
+            events = self.ep.poll(-1 if timeout is None else timeout)
+        except InterruptedError:
+            events = []
+        finally:
+            store(self.off_idle, 0)
+            self.in_poll = False
+            add(self.off_epoch, 1)
+            _arena.clear_idle(self.wid)
+        for fd, ev in events:
+            if fd == self.death_fd:
+                self.exiting = True
+                os._exit(0)         # the supervisor is gone: no orphans (P14)
+            elif fd == self.wake_r:
+                try:
+                    os.read(self.wake_r, 512)
+                except BlockingIOError:
+                    pass
+            elif fd != self.link.fd:
+                cb = self.fd_waiters.get(fd)
+                if cb is not None:
+                    cb(fd, ev)
+        self.read_messages()
+        return True
+
+    # -- messages --------------------------------------------------------------
+
+    def read_messages(self) -> None:
+        for msg in self.link.recv_all():
+            self.dispatch(msg)
+
+    def dispatch(self, msg: list[Any]) -> None:
+        src, run = msg[0], msg[1]
+        if run != self.run and run != 0:
+            if run > self.run:
+                self.future.append(msg)
+            return
+        for frame in msg[2:]:
+            h = HANDLERS.get(frame[0])
+            if h is None:
+                continue
+            h(src, frame)
+
+    # -- spawning and stealing -------------------------------------------------
+
+    def wakep(self) -> None:
+        """Records are queued and a worker is idle: claim one, hand it half."""
+        idle = _arena.idle_workers(self.n)
+        self.rand.shuffle(idle)
+        for v in idle:
+            if v != self.wid and _arena.clear_idle(v):
+                n = len(_sched._spawnq)
+                self.ship(v, (n + 1) // 2)
+                return
+
+    def serve_steal(self, from_sysmon: bool) -> None:
+        """Answer the steal request posted in our table line (hub, or sysmon when stalled)."""
+        req = load(self.off_steal_req)
+        if not req or not cas(self.off_steal_req, req, 0):
+            return
+        thief = req - 1
+        if from_sysmon and not _sched._spawnq:
+            # Our hub is stuck in a goroutine that does not park: its runnext
+            # cannot run soon either, so it becomes stealable.
+            _sched.release_runnext()
+        n = len(_sched._spawnq)
+        self.ship(thief, (n + 1) // 2, from_sysmon=from_sysmon)
+
+    def ship(self, dst: int, n: int, from_sysmon: bool = False) -> int:
+        """Move up to n records to worker dst (an empty batch answers a steal)."""
+        gs = _sched.take_stealable(n)
+        recs: list[list[Any]] = []
+        for g in gs:
+            if g.blob is not None:           # a record that came from elsewhere: as is
+                recs.append([g.id, g.home, g.blob])
+                _sched._live.pop(g.id, None)
+                if g.home == self.wid:
+                    self.shipped[g.id] = g
+                continue
+            try:
+                if from_sysmon:
+                    _FROM_SYSMON.active = True
+                blob = _wire.dumps((g.fn, g.args, g.kwargs))
+            except _NotFromSysmon:
+                with _sched._qlock:
+                    _sched._spawnq.appendleft(g)
+                continue
+            except TypeError:
+                g.pinned = True                  # F11: runs here, never an error
+                _sched._runq.append(g)
+                continue
+            finally:
+                _FROM_SYSMON.active = False
+            recs.append([g.id, g.home, blob])
+            g.fn = None
+            g.args = ()
+            g.kwargs = None
+            _sched._live.pop(g.id, None)
+            if g.home == self.wid:
+                self.shipped[g.id] = g
+        frame = [_wire.RECORDS, recs]
+        if from_sysmon:
+            self.link.send_now(dst, [frame])
+        else:
+            self.send(dst, frame)
+        self.published = -1
+        self.publish()
+        return len(recs)
+
+    # -- results and joins -----------------------------------------------------
+
+    def _send_result(self, g: G) -> None:
+        if g.exc is not None:
+            return           # the run fails with GoroutineError; nothing to join
+        try:
+            frame = [_wire.RESULT, g.id, True, _wire.encode(g.result)]
+        except (TypeError, ValueError) as e:
+            frame = [_wire.RESULT, g.id, False, str(e)]
+        self.send(g.home, frame)
+
+    def _answer_remote_joins(self, g: G, joins: list[tuple[int, int]]) -> None:
+        frame_ok: list[Any]
+        if g.exc is not None:
+            frame_ok = [False, f"goroutine {g.id} raised {type(g.exc).__name__}: {g.exc}"]
+        else:
+            try:
+                frame_ok = [True, _wire.encode(g.result)]
+            except (TypeError, ValueError) as e:
+                frame_ok = [False, str(e)]
+        for src, ticket in joins:
+            self.send(src, [_wire.JOINED, ticket, *frame_ok])
+
+    def _main_done(self, g: G) -> None:
+        exc = g.exc
+        if exc is None:
+            try:
+                blob = _wire.dumps(g.result)
+                frame = [_wire.MAIN_DONE, True, blob, ""]
+            except TypeError as e:
+                frame = [_wire.MAIN_DONE, False, _exc_blob(e), ""]
+        else:
+            tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            frame = [_wire.MAIN_DONE, False, _exc_blob(exc), tb]
+        self.send(SUPERVISOR, frame)
+
+    def _report_failure(self, g: G) -> None:
+        exc = g.exc
+        assert exc is not None
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        self.send(SUPERVISOR, [_wire.FAILED, g.id, _exc_blob(exc), tb,
+                               f"{type(exc).__name__}: {exc}"])
+
+    # -- runs ------------------------------------------------------------------
+
+    def start_run(self, run: int, main_blob: bytes | None) -> None:
+        self.run = run
+        self.link.run = run
+        for f in self.on_run_start:
+            f()
+        if self.wid == 0:
+            if main_blob is None:
+                fn, args, kwargs = self.inherited
+            else:
+                fn, args, kwargs = None, (), None
+            g = _sched.new_g(fn, args, kwargs, gid=add(H_GID, 1))
+            g.blob = main_blob
+            g.home = 0
+            add(self.off_live, 1)
+            self.main_g = g
+            _sched.spawn(g)
+        future, self.future = self.future, []
+        for msg in future:
+            self.dispatch(msg)
+
+    def interrupt(self, g: G, exc: BaseException) -> None:
+        """Wake parked g with `exc`, first removing it from whatever it waits on."""
+        sel = g.sel
+        if sel is not None:
+            sel.done = True
+            g.sel = None
+        q = g.waitq
+        if q is not None:
+            g.waitq = None
+            try:
+                q.remove(g)
+            except ValueError:
+                pass
+        for t, v in list(self.tickets.items()):
+            if v is g:
+                del self.tickets[t]
+        _sched.ready_err(g, exc)
+
+    def end_run(self) -> None:
+        """Drop every goroutine of the run (reused runtime). Hub greenlet."""
+        _sched.kill_all()
+        for f in self.on_run_end:
+            f()
+        self.main_g = None
+        self.shipped.clear()
+        self.exported.clear()
+        self.remote_joins.clear()
+        self.tickets.clear()
+        self.steal_pending = 0.0
+        self.global_pending = False
+        store(self.off_live, 0)
+        store(self.off_steal_req, 0)
+        self.published = -1
+        self.publish()
+
+
+class _NotFromSysmon(Exception):
+    """A record whose pickling would change hub state (promote a channel)."""
+
+
+class _Flag(threading.local):
+    active = False
+
+
+_FROM_SYSMON = _Flag()
+
+
+def pickling_from_sysmon() -> bool:
+    """Reducers with side effects on hub state call this and refuse (raise)."""
+    return _FROM_SYSMON.active
+
+
+def refuse_sysmon() -> None:
+    if _FROM_SYSMON.active:
+        raise _NotFromSysmon()
+
+
+def _exc_blob(exc: BaseException) -> bytes | None:
+    try:
+        return _wire.dumps(exc)
+    except TypeError:
+        return None
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    w = W
+    if w is not None:
+        w.exiting = True
+    for f in (sys.stdout, sys.stderr):
+        try:
+            f.flush()
+        except BaseException:  # noqa: BLE001
+            pass
+    os._exit(128 + signum)
+
+
+# ---------------------------------------------------------------------------
+# Frame handlers of the runtime proper
+# ---------------------------------------------------------------------------
+
+@handler(_wire.START_RUN)
+def _h_start_run(src: int, f: list[Any]) -> None:
+    assert W is not None
+    W.start_run(f[1], f[2])
+
+
+@handler(_wire.END_RUN)
+def _h_end_run(src: int, f: list[Any]) -> None:
+    w = W
+    assert w is not None
+    w.end_run()
+    w.run = 0
+    w.link.run = 0
+    w.send(SUPERVISOR, [_wire.RUN_ENDED, f[1]])
+
+
+@handler(_wire.EXIT)
+def _h_exit(src: int, f: list[Any]) -> None:
+    assert W is not None
+    W.exiting = True
+    _sched.stop()
+
+
+@handler(_wire.RECORDS)
+def _h_records(src: int, f: list[Any]) -> None:
+    w = W
+    assert w is not None
+    if src == w.steal_victim:
+        w.steal_pending = 0.0
+        w.steal_victim = -1
+    if src == SUPERVISOR:
+        w.global_pending = False
+    for gid, home, blob in f[1]:
+        g = w.shipped.pop(gid, None) if home == w.wid else None
+        if g is not None:                 # our own record came back: the shell runs it
+            g.blob = blob
+            g.status = _sched.NEW
+            _sched._live[gid] = g
+        else:
+            g = _sched.new_g(None, (), None, gid=gid)
+            g.home = home
+            g.blob = blob
+        _sched.spawn_back(g)
+
+
+@handler(_wire.RESULT)
+def _h_result(src: int, f: list[Any]) -> None:
+    w = W
+    assert w is not None
+    g = w.shipped.pop(f[1], None)
+    if g is None:
+        return
+    if f[2]:
+        try:
+            g.result = _wire.decode(f[3])
+        except BaseException as e:  # noqa: BLE001 - unpickling can raise anything
+            g.exc = e
+    else:
+        g.exc = TypeError(f"mpgo: goroutine {g.id} finished on worker {src}, but its result "
+                          f"cannot be brought back: {f[3]}")
+    _finish_shell(g)
+    rj = w.remote_joins.pop(g.id, None)
+    if rj:
+        w._answer_remote_joins(g, rj)
+
+
+def _finish_shell(g: G) -> None:
+    g.status = DEAD
+    js = g.joiners
+    if js:
+        g.joiners = None
+        for j in js:
+            _sched.ready(j, g)
+
+
+@handler(_wire.JOIN)
+def _h_join(src: int, f: list[Any]) -> None:
+    w = W
+    assert w is not None
+    gid, ticket, probe = f[1], f[2], f[3]
+    g = w.exported.get(gid) or w.shipped.get(gid) or _sched._live.get(gid)
+    if g is None:
+        w.send(src, [_wire.JOINED, ticket, False, f"mpgo: unknown goroutine {gid}"])
+        return
+    if probe:
+        w.send(src, [_wire.JOINED, ticket, True, _wire.encode(g.status == DEAD)])
+        return
+    if g.status == DEAD:
+        w._answer_remote_joins(g, [(src, ticket)])
+    else:
+        w.remote_joins.setdefault(gid, []).append((src, ticket))
+
+
+@handler(_wire.JOINED)
+def _h_joined(src: int, f: list[Any]) -> None:
+    w = W
+    assert w is not None
+    g = w.tickets.pop(f[1], None)
+    if g is None or g.status != _sched.WAITING:
+        return
+    if f[2]:
+        try:
+            _sched.ready(g, (True, _wire.decode(f[3])))
+        except BaseException as e:  # noqa: BLE001
+            _sched.ready(g, (False, e))
+    else:
+        _sched.ready(g, (False, TypeError(f[3])))
+
+
+@handler(_wire.DUMP_REQ)
+def _h_dump_req(src: int, f: list[Any]) -> None:
+    from . import _dump
+    w = W
+    assert w is not None
+    w.send(src, [_wire.DUMP, f[1], _dump.worker_dump(w)])
+
+
+@handler(_wire.DUMP)
+def _h_dump(src: int, f: list[Any]) -> None:
+    w = W
+    assert w is not None
+    g = w.tickets.pop(f[1], None)
+    if g is not None:
+        _sched.ready(g, f[2])
+
+
+@handler(_wire.PING)
+def _h_ping(src: int, f: list[Any]) -> None:
+    assert W is not None
+    W.send(src, [_wire.PONG, f[1]])
+
+
+@handler(_wire.INTERRUPT)
+def _h_interrupt(src: int, f: list[Any]) -> None:
+    w = W
+    assert w is not None
+    g = w.main_g
+    if g is None or g.status == DEAD:
+        return
+    exc: BaseException = KeyboardInterrupt() if f[1] == 2 else SystemExit(128 + f[1])
+    if g.status == _sched.WAITING:
+        w.interrupt(g, exc)
+
+
+
+
+# ---------------------------------------------------------------------------
+# sysmon
+# ---------------------------------------------------------------------------
+
+class _Sysmon(threading.Thread):
+    """Go's sysmon for one worker: serves a stalled hub's queue and outbox,
+    reports hogs, and exits the process if the supervisor vanished."""
+
+    def __init__(self, w: Worker) -> None:
+        super().__init__(name=f"mpgo-sysmon-{w.wid}", daemon=True)
+        self.w = w
+
+    def run(self) -> None:
+        w = self.w
+        last_tick = -1
+        since = time.monotonic()
+        reported = False
+        main_ident = _sched._hub_thread
+        while not w.exiting:
+            time.sleep(0.05 if w.in_poll else STALL)
+            if w.exiting:
+                return
+            if os.getppid() != w.sup_pid:
+                os._exit(0)
+            tick = _sched._tick
+            now = time.monotonic()
+            if tick != last_tick or w.in_poll:
+                last_tick = tick
+                since = now
+                reported = False
+                continue
+            stalled = now - since
+            if stalled < STALL:
+                continue
+            try:
+                if load(w.off_steal_req):
+                    w.serve_steal(True)
+                elif _sched._spawnq and _arena.any_idle(w.n):
+                    idle = [v for v in _arena.idle_workers(w.n) if v != w.wid]
+                    if idle and _arena.clear_idle(idle[0]):
+                        w.ship(idle[0], (len(_sched._spawnq) + 1) // 2, from_sysmon=True)
+                w.link.flush(blocking=False)
+                if stalled >= HOG_THRESHOLD and not reported:
+                    reported = True
+                    self.report_hog(stalled, main_ident)
+            except Exception:  # noqa: BLE001 - sysmon must never die
+                traceback.print_exc()
+
+    def report_hog(self, stalled: float, main_ident: int | None) -> None:
+        w = self.w
+        g = _sched._cur
+        gid = g.id if g is not None else 0
+        frame = sys._current_frames().get(main_ident) if main_ident else None
+        where = "?"
+        func = "?"
+        f = frame
+        while f is not None:
+            fn = f.f_code.co_filename
+            if "/mpgo/" not in fn.replace("\\", "/"):
+                where = f"{fn}:{f.f_lineno}"
+                func = f.f_code.co_name
+                break
+            f = f.f_back
+        msg = (f"mpgo: goroutine {gid} has held worker {w.wid} for {stalled:.1f}s without "
+               f"parking, in {func} at {where} (other goroutines of this worker cannot run; "
+               f"queued ones were handed to idle workers)")
+        try:
+            sys.stderr.write(msg + "\n")
+            sys.stderr.flush()
+        except BaseException:  # noqa: BLE001
+            pass
+        w.link.send_now(SUPERVISOR, [[_wire.HOG, gid, stalled, where, func]])
+
+
+__all__ = ["Worker", "current_worker", "HANDLERS", "handler", "ClosedChannelError"]

@@ -1,0 +1,1 @@
+"""Transport layer: shared-memory atomics and inter-process messaging."""

@@ -1,0 +1,161 @@
+"""The ZeroMQ sockets of one process: one inbox, one outbox per peer, batching.
+
+Strategy
+--------
+* Each process binds a PULL inbox at ``ipc://@mpgo-<run>-<name>`` (abstract
+  namespace: no socket file exists, so none can be left behind) and opens a
+  PUSH to each peer it talks to, on first use. One PUSH per destination keeps
+  per-link FIFO order. High-water marks are 0 (unbounded): capacity and
+  back-pressure are mpgo's protocol, never socket buffering.
+* `send` queues a frame; `flush` packs every queued frame of one destination
+  into one message. The owner flushes at the end of its turn; a second thread
+  (sysmon) may flush too: `flush` holds `lock` while it pops and sends, so the
+  frames of one destination leave in the order they were queued.
+* Receiving drains the inbox until EAGAIN (its FD is edge-triggered); messages
+  without this run's token are dropped before anything is decoded.
+
+Who may call: `send` and `recv_all` from the owning thread; `flush` from the
+owner or its sysmon thread. Nothing here knows about greenlets.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Any
+
+import zmq
+
+from . import _wire
+
+SUPERVISOR = -1
+_NOBLOCK = zmq.NOBLOCK
+_POLLIN = zmq.POLLIN
+
+
+def address(run_tag: str, who: int) -> str:
+    name = "s" if who == SUPERVISOR else f"w{who}"
+    return f"ipc://@mpgo-{run_tag}-{name}"
+
+
+class Link:
+    """Inbox + outboxes of one process (`me` is a worker id or SUPERVISOR)."""
+
+    def __init__(self, token: bytes, run_tag: str, me: int,
+                 on_sent: Any = None, on_recv: Any = None) -> None:
+        self.token = token
+        self.run_tag = run_tag
+        self.me = me
+        self.run = 0
+        self.ctx = zmq.Context(io_threads=1)
+        self.ctx.setsockopt(zmq.LINGER, 0)
+        self.inbox = self.ctx.socket(zmq.PULL)
+        self.inbox.setsockopt(zmq.RCVHWM, 0)
+        self.inbox.bind(address(run_tag, me))
+        self.fd: int = self.inbox.getsockopt(zmq.FD)
+        self.out: dict[int, zmq.Socket] = {}
+        self.queue: deque[tuple[int, Any]] = deque()
+        self.lock = threading.Lock()
+        self.first_queued = 0.0
+        self.rejected = 0
+        self._on_sent = on_sent       # callable(n) counting messages sent
+        self._on_recv = on_recv
+        self.closed = False
+
+    # -- sending -------------------------------------------------------------
+
+    def _sock(self, dst: int) -> zmq.Socket:
+        s = self.out.get(dst)
+        if s is None:
+            s = self.ctx.socket(zmq.PUSH)
+            s.setsockopt(zmq.SNDHWM, 0)
+            s.setsockopt(zmq.RECONNECT_IVL, 2)
+            s.connect(address(self.run_tag, dst))
+            self.out[dst] = s
+        return s
+
+    def send(self, dst: int, frame: list[Any]) -> None:
+        """Queue one frame for `dst`. Owner thread."""
+        self.queue.append((dst, frame))
+
+    def pending(self) -> int:
+        return len(self.queue)
+
+    def flush(self, blocking: bool = True) -> int:
+        """Send every queued frame, one message per destination. Returns messages sent.
+
+        With blocking=False (sysmon), gives up at once if the owner is flushing.
+        """
+        if not self.queue or self.closed:
+            return 0
+        if not self.lock.acquire(blocking):
+            return 0
+        try:
+            q = self.queue
+            by_dst: dict[int, list[Any]] = {}
+            for _ in range(len(q)):
+                try:
+                    dst, frame = q.popleft()
+                except IndexError:
+                    break
+                lst = by_dst.get(dst)
+                if lst is None:
+                    by_dst[dst] = [frame]
+                else:
+                    lst.append(frame)
+            n = 0
+            for dst, frames in by_dst.items():
+                msg = _wire.pack_message(self.token, self.me, self.run, frames)
+                self._sock(dst).send(msg, _NOBLOCK, copy=len(msg) < 65536)
+                n += 1
+            if n and self._on_sent is not None:
+                self._on_sent(n)
+            return n
+        finally:
+            self.lock.release()
+
+    def send_now(self, dst: int, frames: list[Any]) -> None:
+        """Send frames at once, bypassing the queue (sysmon's own hand-outs)."""
+        with self.lock:
+            msg = _wire.pack_message(self.token, self.me, self.run, frames)
+            self._sock(dst).send(msg, _NOBLOCK, copy=len(msg) < 65536)
+            if self._on_sent is not None:
+                self._on_sent(1)
+
+    # -- receiving -------------------------------------------------------------
+
+    def readable(self) -> bool:
+        """Whether a message is waiting (also re-arms the edge-triggered FD)."""
+        return bool(self.inbox.getsockopt(zmq.EVENTS) & _POLLIN)
+
+    def recv_all(self, limit: int = 1 << 30) -> list[list[Any]]:
+        """Every waiting message as [src, frame, ...]; foreign ones dropped. Owner thread."""
+        out: list[list[Any]] = []
+        recv = self.inbox.recv
+        token = self.token
+        n = 0
+        while n < limit:
+            try:
+                msg = recv(_NOBLOCK)
+            except zmq.Again:
+                break
+            m = _wire.split(token, msg)
+            if m is None:
+                self.rejected += 1
+                continue
+            n += 1
+            out.append(m)
+        if n and self._on_recv is not None:
+            self._on_recv(n)
+        return out
+
+    def close(self) -> None:
+        """Close every socket and the context, linger 0. Owner thread."""
+        if self.closed:
+            return
+        self.closed = True
+        with self.lock:
+            for s in self.out.values():
+                s.close(0)
+            self.inbox.close(0)
+            self.ctx.term()
