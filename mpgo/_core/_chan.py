@@ -259,7 +259,7 @@ class Chan:
         return self._closed
 
     def __repr__(self) -> str:
-        where = "promoted" if self._r is not None else "local"
+        where = "local" if type(self) is Chan else "promoted"
         state = " closed" if self._closed else ""
         return f"<mpgo.Chan cap={self._cap} len={len(self)} {where}{state}>"
 
@@ -398,7 +398,7 @@ def select(*cases: Any) -> tuple[int, Any]:
     check_thread()
     parsed, dflt = parse_cases(cases)
     for _kind, ch, _v in parsed:
-        if ch is not None and ch._r is not None:
+        if ch is not None and type(ch) is not Chan:
             return HOOKS.select(parsed, dflt)
     return select_local(parsed, dflt)
 
@@ -482,8 +482,8 @@ def _sweep(ch: Chan) -> None:
 
 def after_fire(ch: Chan, value: Any) -> None:
     """Timer callback for `after`/`Ticker`: a non-blocking send (hub only)."""
-    if ch._r is not None:
-        ch._r.timer_send(ch, value)
+    if type(ch) is not Chan:
+        ch.timer_send(value)  # type: ignore[attr-defined]
         return
     if ch._closed:
         return

@@ -156,6 +156,34 @@ def go(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Goroutine:
     return Goroutine(g, g.id, w.wid)
 
 
+def go_on(worker: int, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Goroutine:
+    """Start a goroutine on a given worker (tests, benchmarks, placement experiments).
+
+    The record is shipped there at once (it must be picklable) and is not
+    stolen back by an idle worker before it starts... except by that
+    worker's own stealing rules; use it to place, not to pin.
+    """
+    w = current_worker()
+    _check_fn(fn)
+    if not 0 <= worker < w.n:
+        raise ValueError(f"worker must be in 0..{w.n - 1}, got {worker}")
+    g = _sched.new_g(fn, args, kwargs or None, gid=add(H_GID, 1))
+    g.home = w.wid
+    add(w.off_live, 1)
+    if worker == w.wid:
+        g.pinned = True
+        _sched._runq.append(g)
+    else:
+        blob = _wire.dumps((fn, args, kwargs or None))
+        _sched._live.pop(g.id, None)
+        g.fn = None
+        g.args = ()
+        g.kwargs = None
+        w.shipped[g.id] = g
+        w.send(worker, [_wire.RECORDS, [[g.id, g.home, blob]]])
+    return Goroutine(g, g.id, w.wid)
+
+
 def go_local(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Goroutine:
     """As `go`, pinned to this worker (it may share in-memory objects with its spawner)."""
     w = current_worker()

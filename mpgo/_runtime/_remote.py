@@ -1,1 +1,540 @@
-"""(stub) promoted channels."""
+"""Promoted channels, worker side: promotion, the proxy, select at the broker.
+
+Strategy (docs/design.md §6)
+----------------------------
+A local `Chan` is promoted the first time it is pickled: in one step of the
+hub thread its buffered values, parked senders and parked receivers move to
+the broker (`CH_PROMOTE`) and the object's class becomes `RemoteChan`, so every
+reference in this worker sees the change. A channel created outside any
+goroutine is *born shared*: a `RemoteChan` from the start.
+
+Per worker and run, each promoted channel has a `_Px` (its `_r`):
+credit for sends without waiting, a cache of prefetched values, the local
+receivers parked on it, and the counters of demand and consumption. Credited
+sends and consumption reports are batched and moved into the link's queue by
+`_pre_flush`, which runs under the link's lock — from the hub, or from sysmon
+when a goroutine computes without parking after sending.
+
+Invariants: `px.asked` = committed demand outstanding at the broker (one per
+receiver parked here when it asked); `px.consumed >= px.reported`, each
+written by one side only (hub / flusher under the lock).
+
+Who may call: channel operations from any goroutine of this worker; frame
+handlers from the hub.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections import deque
+from typing import Any
+
+from .._core import _chan, _sched
+from .._core._chan import RECV_OK, SEND, Chan, _SelWaiter
+from .._core._sched import G
+from .._errors import ClosedChannelError
+from .._transport import _wire
+from .._transport._arena import H_CID
+from .._transport._atomic import add
+from .._transport._link import SUPERVISOR
+from . import _worker
+from ._worker import current_worker, handler, refuse_sysmon
+
+CLOSED = -1
+_DRAINED = object()
+_RETRY = object()          # a parked local select whose channel got promoted: run it again
+MAX_PREFETCH = 256
+
+# cid -> the one RemoteChan object of this process for it
+_table: weakref.WeakValueDictionary[int, RemoteChan] = weakref.WeakValueDictionary()
+_dirty: set[_Px] = set()
+
+
+class _Px:
+    """Worker-side state of one promoted channel for one run."""
+
+    __slots__ = ("cid", "cap", "run", "credits", "grant", "want_sent", "puts", "recvq",
+                 "asked", "spec_asked", "prefetch", "cache", "consumed", "reported",
+                 "closed_seen", "drained", "__weakref__")
+
+    def __init__(self, cid: int, cap: int, run: int) -> None:
+        self.cid = cid
+        self.cap = cap
+        self.run = run
+        self.credits = 0
+        self.grant = 0
+        self.want_sent = False
+        self.puts: list[bytes] = []          # credited sends not yet framed
+        self.recvq: deque[G] = deque()       # receivers parked here
+        self.asked = 0
+        self.spec_asked = 0
+        self.prefetch = 1
+        self.cache: deque[bytes] = deque()   # delivered, not yet received
+        self.consumed = 0
+        self.reported = 0
+        self.closed_seen = False
+        self.drained = False
+
+
+def _move(px: _Px, queue: Any) -> None:
+    """Frame px's pending credited sends and consumption. Caller holds the link lock."""
+    n = len(px.puts)
+    if n:
+        vals = px.puts[:n]
+        del px.puts[:n]
+        queue.append((SUPERVISOR, [_wire.CH_PUT, px.cid, vals]))
+    c = px.consumed - px.reported
+    if c:
+        px.reported += c
+        queue.append((SUPERVISOR, [_wire.CH_CONSUMED, px.cid, c]))
+
+
+def _pre_flush(from_hub: bool) -> None:
+    w = _worker.W
+    if w is None:
+        return
+    q = w.link.queue
+    for px in list(_dirty):
+        _move(px, q)
+        if from_hub:
+            _dirty.discard(px)
+
+
+def _pre_pending() -> bool:
+    return bool(_dirty)
+
+
+def _move_now(w: Any, px: _Px) -> None:
+    """Order: everything px owes the broker goes before the next frame. Hub thread."""
+    with w.link.lock:
+        _move(px, w.link.queue)
+
+
+class RemoteChan(Chan):
+    """A channel whose state lives at the broker (see module docstring)."""
+
+    __slots__ = ()
+
+    def _px(self) -> _Px:
+        px: _Px | None = self._r
+        w = current_worker()
+        if px is None or px.run != w.run:
+            px = _Px(self._id, self._cap, w.run)
+            self._r = px
+            _table[self._id] = self
+            w.send(SUPERVISOR, [_wire.CH_OPEN, self._id, self._cap, self._id < 0])
+        return px
+
+    def send(self, v: Any) -> None:
+        px = self._px()
+        if px.closed_seen:
+            raise ClosedChannelError("send on closed channel")
+        b = _wire.encode(v)
+        if px.credits > 0:
+            px.credits -= 1
+            px.puts.append(b)
+            _dirty.add(px)
+            if not px.want_sent and px.credits <= px.grant // 2:
+                px.want_sent = True
+                _worker.W.send(SUPERVISOR, [_wire.CH_WANT, px.cid])  # type: ignore[union-attr]
+            return
+        w = _worker.W
+        assert w is not None
+        _move_now(w, px)
+        g = _sched._cur
+        t = w.ticket(g)
+        w.send(SUPERVISOR, [_wire.CH_SEND, px.cid, t, b])
+        credit = _sched.park("chan send")
+        if credit > 0:
+            px.credits += credit
+            px.grant = credit
+            px.want_sent = False
+
+    def _recv(self) -> tuple[Any, bool]:
+        px = self._px()
+        cache = px.cache
+        if cache:
+            b = cache.popleft()
+            px.consumed += 1
+            _dirty.add(px)
+            if px.cap:
+                ahead = px.spec_asked + len(cache)
+                if ahead <= px.prefetch // 2 and not px.drained:
+                    ds = px.prefetch - ahead
+                    px.spec_asked += ds
+                    _worker.W.send(SUPERVISOR,  # type: ignore[union-attr]
+                                   [_wire.CH_DEMAND, px.cid, 0, ds])
+            return _wire.decode(b), True
+        if px.drained:
+            return None, False
+        w = _worker.W
+        assert w is not None
+        g = _sched._cur
+        px.recvq.append(g)  # type: ignore[arg-type]
+        g.waitq = px.recvq  # type: ignore[union-attr]
+        _move_now(w, px)                 # report consumption before parking
+        need = len(px.recvq) - px.asked
+        ds = 0
+        if px.cap:
+            # The cache ran dry while a receiver wanted more: widen the window.
+            px.prefetch = min(px.prefetch * 2, MAX_PREFETCH, max(1, px.cap // 2))
+            ds = max(0, px.prefetch - 1 - px.spec_asked)
+        if need > 0 or ds:
+            need = max(need, 0)
+            px.asked += need
+            px.spec_asked += ds
+            w.send(SUPERVISOR, [_wire.CH_DEMAND, px.cid, need, ds])
+        r = _sched.park("chan receive")
+        g.waitq = None  # type: ignore[union-attr]
+        if r is _DRAINED:
+            return None, False
+        return _wire.decode(r), True
+
+    def close(self) -> None:
+        px = self._px()
+        w = _worker.W
+        assert w is not None
+        _move_now(w, px)
+        t = w.ticket(_sched._cur)
+        w.send(SUPERVISOR, [_wire.CH_CLOSE, px.cid, t])
+        if not _sched.park("chan close"):
+            raise ClosedChannelError("close of closed channel")
+
+    def __len__(self) -> int:
+        px = self._px()
+        w = _worker.W
+        assert w is not None
+        _move_now(w, px)
+        t = w.ticket(_sched._cur)
+        w.send(SUPERVISOR, [_wire.CH_LEN, px.cid, t])
+        return int(_sched.park("chan len"))
+
+    @property
+    def closed(self) -> bool:
+        px = self._r
+        return bool(px is not None and px.closed_seen)
+
+    def timer_send(self, value: Any) -> None:
+        """A timer's non-blocking send (after/Ticker) on a promoted channel. Hub."""
+        w = _worker.W
+        if w is None:
+            return
+        px = self._px()
+        if px.closed_seen:
+            return
+        w.send(SUPERVISOR, [_wire.CH_TRYSEND, px.cid, _wire.encode(value)])
+
+    def __reduce__(self) -> Any:
+        return (_chan_ref, (self._id, self._cap))
+
+
+_chan.CASE_KINDS[RemoteChan.recv] = _chan.RECV
+_chan.CASE_KINDS[RemoteChan.recv_ok] = _chan.RECV_OK
+_chan.CASE_KINDS[RemoteChan.send] = _chan.SEND
+
+
+def _chan_ref(cid: int, cap: int) -> RemoteChan:
+    ch = _table.get(cid)
+    if ch is not None:
+        return ch
+    ch = RemoteChan.__new__(RemoteChan)
+    ch._buf = deque()
+    ch._cap = cap
+    ch._recvq = deque()
+    ch._sendq = deque()
+    ch._closed = False
+    ch._id = cid
+    ch._r = None
+    ch._stale = 0
+    _table[cid] = ch
+    return ch
+
+
+# ---------------------------------------------------------------------------
+# promotion
+# ---------------------------------------------------------------------------
+
+def promote(ch: Chan) -> None:
+    """Move a local channel's state to the broker; ch becomes a RemoteChan. Hub thread."""
+    refuse_sysmon()
+    w = current_worker()
+    # Encode first: an unpicklable value leaves the channel exactly as it was.
+    values = [_wire.encode(v) for v in ch._buf]
+    senders: list[tuple[G, bytes]] = []
+    for s in ch._sendq:
+        if type(s) is G:
+            senders.append((s, _wire.encode(s.value)))
+    cid = add(H_CID, 1)
+    px = _Px(cid, ch._cap, w.run)
+    for r in ch._recvq:
+        if type(r) is G:
+            px.recvq.append(r)
+            r.waitq = px.recvq
+        elif not r.sel.done:
+            r.sel.done = True
+            _sched.ready(r.g, _RETRY)
+    for s in ch._sendq:
+        if type(s) is _SelWaiter and not s.sel.done:
+            s.sel.done = True
+            _sched.ready(s.g, _RETRY)
+    frames_senders = []
+    for g, b in senders:
+        g.waitq = None
+        frames_senders.append([w.ticket(g), b])
+    px.asked = len(px.recvq)
+    closed = ch._closed
+    ch._buf = deque()
+    ch._recvq = deque()
+    ch._sendq = deque()
+    ch._id = cid
+    ch._r = px
+    ch.__class__ = RemoteChan
+    px.closed_seen = closed
+    _table[cid] = ch  # type: ignore[assignment]
+    w.send(SUPERVISOR, [_wire.CH_PROMOTE, cid, ch._cap, closed, values, frames_senders,
+                        len(px.recvq)])
+
+
+class _Hooks(_chan.ChanHooks):
+    def reduce(self, ch: Chan) -> Any:
+        if _worker.W is None:
+            raise TypeError("a local mpgo channel cannot be pickled outside a running mpgo runtime")
+        promote(ch)
+        return (_chan_ref, (ch._id, ch._cap))
+
+    def created_outside(self, ch: Chan) -> None:
+        # Born shared (module level, supervisor): negative ids mark them for the broker.
+        ch._id = -add(H_CID, 1)
+        ch.__class__ = RemoteChan
+
+    def select(self, parsed: list[tuple[int, Any, Any]], dflt: int) -> tuple[int, Any]:
+        return select_remote(parsed, dflt)
+
+
+_chan.HOOKS = _Hooks()
+
+
+def select_remote(parsed: list[tuple[int, Any, Any]], dflt: int) -> tuple[int, Any]:
+    """Select over cases of which at least one channel is promoted. Any goroutine."""
+    w = current_worker()
+    for _kind, ch, _v in parsed:
+        if ch is not None and type(ch) is Chan:
+            promote(ch)
+    # Cases that can proceed right here: prefetched values, credit.
+    local = []
+    for i, (kind, ch, _v) in enumerate(parsed):
+        if ch is None:
+            continue
+        px = ch._px()
+        if kind == SEND:
+            if px.closed_seen or px.credits > 0:
+                local.append(i)
+        elif px.cache:
+            local.append(i)
+    if local:
+        i = local[0] if len(local) == 1 else local[_chan._rand.randrange(len(local))]
+        kind, ch, v = parsed[i]
+        if kind == SEND:
+            ch.send(v)
+            return i, None
+        val, ok = ch._recv()
+        return i, ((val, ok) if kind == RECV_OK else val)
+    cases: list[list[Any]] = []
+    for kind, ch, v in parsed:
+        if ch is None:
+            cases.append([kind, None, None])
+        else:
+            px = ch._px()
+            _move_now(w, px)
+            cases.append([kind, px.cid, _wire.encode(v) if kind == SEND else None])
+    t = w.ticket(_sched._cur)
+    w.send(SUPERVISOR, [_wire.SELECT, t, cases, dflt])
+    idx, v, ok = _sched.park("select")
+    if idx == dflt:
+        return dflt, None
+    if ok == "closed":
+        raise ClosedChannelError("send on closed channel")
+    kind = parsed[idx][0]
+    if kind == SEND:
+        return idx, None
+    val = _wire.decode(v) if ok else None
+    return idx, ((val, bool(ok)) if kind == RECV_OK else val)
+
+
+# A local select whose channel was promoted while it was parked runs again.
+_orig_select_local = _chan.select_local
+
+
+def _select_local(parsed: list[tuple[int, Any, Any]], dflt: int) -> tuple[int, Any]:
+    r = _orig_select_local(parsed, dflt)
+    while r is _RETRY:
+        r = _chan.select(*_unparse(parsed))
+    return r
+
+
+def _unparse(parsed: list[tuple[int, Any, Any]]) -> list[Any]:
+    out: list[Any] = []
+    for kind, ch, v in parsed:
+        if kind == -1:
+            out.append(_chan.default)
+        elif ch is None:
+            out.append(_chan.nilchan.recv if kind != SEND else (_chan.nilchan.send, None))
+        elif kind == SEND:
+            out.append((ch.send, v))
+        elif kind == RECV_OK:
+            out.append(ch.recv_ok)
+        else:
+            out.append(ch.recv)
+    return out
+
+
+_chan.select_local = _select_local
+
+
+# ---------------------------------------------------------------------------
+# frame handlers (hub)
+# ---------------------------------------------------------------------------
+
+def _px_of(cid: int) -> _Px | None:
+    ch = _table.get(cid)
+    if ch is None:
+        return None
+    px: _Px | None = ch._r
+    w = _worker.W
+    if px is None or w is None or px.run != w.run:
+        return None
+    return px
+
+
+@handler(_wire.CH_SENT)
+def _h_sent(src: int, f: list[Any]) -> None:
+    w = _worker.W
+    assert w is not None
+    g = w.tickets.pop(f[1], None)
+    if g is None:
+        return
+    if f[2] == CLOSED:
+        _sched.ready_err(g, ClosedChannelError("send on closed channel"))
+    else:
+        _sched.ready(g, f[2])
+
+
+@handler(_wire.CH_CREDIT)
+def _h_credit(src: int, f: list[Any]) -> None:
+    px = _px_of(f[1])
+    if px is None:
+        _worker.W.send(SUPERVISOR, [_wire.CH_RETURN, f[1], [], f[2]])  # type: ignore[union-attr]
+        return
+    px.credits += f[2]
+    px.grant = f[2]
+    px.want_sent = False
+    if px.closed_seen:
+        px.credits = 0
+
+
+@handler(_wire.CH_DELIVER)
+def _h_deliver(src: int, f: list[Any]) -> None:
+    px = _px_of(f[1])
+    if px is None:
+        # nobody here can receive them any more: straight back to the broker
+        _worker.W.send(SUPERVISOR, [_wire.CH_RETURN, f[1], f[2], 0])  # type: ignore[union-attr]
+        return
+    vals, ncommitted = f[2], f[3]
+    px.asked = max(0, px.asked - ncommitted)
+    px.spec_asked = max(0, px.spec_asked - (len(vals) - ncommitted))
+    rq = px.recvq
+    for v in vals:
+        if rq:
+            g = rq.popleft()
+            px.consumed += 1
+            _sched.ready(g, v)
+        else:
+            px.cache.append(v)
+    _dirty.add(px)
+
+
+@handler(_wire.CH_RECALL)
+def _h_recall(src: int, f: list[Any]) -> None:
+    w = _worker.W
+    assert w is not None
+    px = _px_of(f[1])
+    if px is None:
+        w.send(SUPERVISOR, [_wire.CH_RETURN, f[1], [], 0])
+        return
+    vals = list(px.cache)
+    px.cache.clear()
+    px.spec_asked = 0
+    px.prefetch = max(1, px.prefetch // 2)
+    _move_now(w, px)
+    w.send(SUPERVISOR, [_wire.CH_RETURN, px.cid, vals, 0])
+
+
+@handler(_wire.CH_CLOSED)
+def _h_closed(src: int, f: list[Any]) -> None:
+    w = _worker.W
+    assert w is not None
+    px = _px_of(f[1])
+    unused = 0
+    if px is not None:
+        px.closed_seen = True
+        unused = px.credits
+        px.credits = 0
+        _move_now(w, px)
+    w.send(SUPERVISOR, [_wire.CH_CLOSED_ACK, f[1], unused])
+
+
+@handler(_wire.CH_DRAINED)
+def _h_drained(src: int, f: list[Any]) -> None:
+    px = _px_of(f[1])
+    if px is None:
+        return
+    px.drained = True
+    px.closed_seen = True
+    px.asked = 0
+    rq = px.recvq
+    while rq:
+        _sched.ready(rq.popleft(), _DRAINED)
+
+
+@handler(_wire.CH_CLOSE_DONE)
+def _h_close_done(src: int, f: list[Any]) -> None:
+    w = _worker.W
+    assert w is not None
+    g = w.tickets.pop(f[1], None)
+    if g is not None:
+        _sched.ready(g, bool(f[2]))
+
+
+@handler(_wire.CH_LEN_IS)
+def _h_len_is(src: int, f: list[Any]) -> None:
+    w = _worker.W
+    assert w is not None
+    g = w.tickets.pop(f[1], None)
+    if g is not None:
+        _sched.ready(g, f[2])
+
+
+@handler(_wire.SELECT_DONE)
+def _h_select_done(src: int, f: list[Any]) -> None:
+    w = _worker.W
+    assert w is not None
+    g = w.tickets.pop(f[1], None)
+    if g is not None:
+        _sched.ready(g, (f[2], f[3], f[4]))
+
+
+def _on_run_start() -> None:
+    _dirty.clear()
+    w = _worker.W
+    if w is not None:
+        w.link.pre_flush = _pre_flush
+        w.link.pre_pending = _pre_pending
+
+
+def install(w: Any) -> None:
+    w.on_run_start.append(_on_run_start)
+    w.link.pre_flush = _pre_flush
+    w.link.pre_pending = _pre_pending
+
+
+_worker.ON_WORKER_START.append(install)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._transport import _wire
-from . import _supervisor
+from . import _broker, _supervisor  # noqa: F401  (registers the broker handlers)
 from ._supervisor import Supervisor
 
 

@@ -62,6 +62,7 @@ SUP_HANDLERS: dict[int, SupHandler] = {}
 ON_WORKER_DEATH: list[Callable[[Supervisor, int], None]] = []
 ON_RUN_START: list[Callable[[Supervisor], None]] = []
 ON_RUN_END: list[Callable[[Supervisor], None]] = []
+BEFORE_FLUSH: list[Callable[[Supervisor], None]] = []
 
 ACTIVE: Supervisor | None = None     # the supervisor of this process, if any
 
@@ -248,6 +249,8 @@ class Supervisor:
                     break
             if self.pending_signals:
                 self._handle_signals()
+            for hook in BEFORE_FLUSH:
+                hook(self)
             link.flush()
             now = time.monotonic()
             if now >= next_sample:

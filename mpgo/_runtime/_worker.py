@@ -59,6 +59,7 @@ Handler = Callable[[int, list[Any]], None]
 HANDLERS: dict[int, Handler] = {}
 
 W: Worker | None = None      # the worker of this process (None in the supervisor)
+ON_WORKER_START: list[Callable[[Worker], None]] = []   # after the link exists, before HELLO
 
 
 def handler(kind: int) -> Callable[[Handler], Handler]:
@@ -113,6 +114,7 @@ class Worker(_sched.Hooks):
         self.global_pending = False
         self.future: list[list[Any]] = []      # messages of a run not started here yet
         self.exiting = False
+        self.arriving = False
         self.in_poll = False
         self.published = 0
         self.rand = random.Random()
@@ -143,6 +145,8 @@ class Worker(_sched.Hooks):
         code = 0
         try:
             self._setup()
+            for hook in ON_WORKER_START:
+                hook(self)
             self.link.send(SUPERVISOR, [_wire.HELLO, self.pid])
             self.link.flush()
             self.inherited = inherited
@@ -215,7 +219,9 @@ class Worker(_sched.Hooks):
         if n != self.published:
             self.published = n
             swap(self.off_stealable, n)          # an RMW: a full barrier (see §5.3)
-            if n:
+            # Records that just arrived are not handed on (they would bounce
+            # between idle workers); only thieves may take them from here.
+            if n and not self.arriving:
                 if load(self.off_steal_req):
                     self.serve_steal(False)
                 elif _arena.any_idle(self.n):
@@ -583,7 +589,15 @@ def _h_records(src: int, f: list[Any]) -> None:
         w.steal_victim = -1
     if src == SUPERVISOR:
         w.global_pending = False
-    for gid, home, blob in f[1]:
+    w.arriving = True
+    try:
+        _spawn_records(w, f[1])
+    finally:
+        w.arriving = False
+
+
+def _spawn_records(w: Worker, recs: list[Any]) -> None:
+    for gid, home, blob in recs:
         g = w.shipped.pop(gid, None) if home == w.wid else None
         if g is not None:                 # our own record came back: the shell runs it
             g.blob = blob

@@ -61,6 +61,10 @@ class Link:
         self._on_sent = on_sent       # callable(n) counting messages sent
         self._on_recv = on_recv
         self.closed = False
+        # Called under `lock` at the start of every flush (hub or sysmon): moves
+        # state that is batched elsewhere (credited channel sends) into `queue`.
+        self.pre_flush: Any = None
+        self.pre_pending: Any = None
 
     # -- sending -------------------------------------------------------------
 
@@ -86,11 +90,15 @@ class Link:
 
         With blocking=False (sysmon), gives up at once if the owner is flushing.
         """
-        if not self.queue or self.closed:
+        if self.closed:
+            return 0
+        if not self.queue and not (self.pre_pending is not None and self.pre_pending()):
             return 0
         if not self.lock.acquire(blocking):
             return 0
         try:
+            if self.pre_flush is not None:
+                self.pre_flush(blocking)
             q = self.queue
             by_dst: dict[int, list[Any]] = {}
             for _ in range(len(q)):

@@ -164,6 +164,9 @@ CH_LEN = 45
 CH_LEN_IS = 46
 CH_PROMOTE = 47
 CH_DRAINED = 48
+CH_OPEN = 49
+CH_TRYSEND = 50
+CH_CONSUMED = 51
 
 LK_WAIT = 60         # w->S [LK_WAIT, slot, kind, gid, ticket, timeout]
 LK_WAKE = 61         # w->S [LK_WAKE, slot, kind, arg]
