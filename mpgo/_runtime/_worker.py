@@ -748,9 +748,12 @@ class _Sysmon(threading.Thread):
             try:
                 if load(w.off_steal_req):
                     w.serve_steal(True)
-                elif _sched._spawnq and _arena.any_idle(w.n):
+                elif (_sched._spawnq or _sched._runnext is not None) \
+                        and _arena.any_idle(w.n):
                     idle = [v for v in _arena.idle_workers(w.n) if v != w.wid]
                     if idle and _arena.clear_idle(idle[0]):
+                        if not _sched._spawnq:       # the stalled spawner's runnext too
+                            _sched.release_runnext()
                         w.ship(idle[0], (len(_sched._spawnq) + 1) // 2, from_sysmon=True)
                 w.link.flush(blocking=False)
                 if stalled >= HOG_THRESHOLD and not reported:

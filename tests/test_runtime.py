@@ -1,0 +1,328 @@
+"""Integration tests of the runtime: real forked workers, real ZeroMQ sockets.
+
+Every test runs under the leak check of conftest.py.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+import mpgo
+from mpgo import GoroutineError, RemoteException
+from mpgo.testing import go_on
+
+
+def spin(n):
+    s = 0
+    for i in range(n):
+        s += i
+    return s
+
+
+def where():
+    return mpgo.worker_id()
+
+
+def test_run_returns_main_value_and_passes_arguments():
+    assert mpgo.run(lambda a, b=0: a * 10 + b, 4, b=2, workers=2) == 42
+
+
+def test_run_main_is_goroutine_1_on_worker_0():
+    def main():
+        return mpgo.worker_id(), mpgo.num_workers()
+    assert mpgo.run(main, workers=3) == (0, 3)
+
+
+class MyError(Exception):
+    pass
+
+
+def test_main_exception_keeps_its_type_and_remote_traceback():
+    def main():
+        raise MyError("from main")
+    with pytest.raises(MyError, match="from main") as ei:
+        mpgo.run(main, workers=1)
+    assert "Traceback" in str(ei.value.__cause__)
+
+
+def test_goroutine_exception_is_fatal_goroutine_error():
+    def bad():
+        raise ZeroDivisionError("bad division")
+
+    def main():
+        mpgo.go(bad)
+        mpgo.sleep(10)
+    with pytest.raises(GoroutineError) as ei:
+        mpgo.run(main, workers=2)
+    assert isinstance(ei.value.__cause__, ZeroDivisionError)
+    assert "bad division" in str(ei.value)
+    assert "Traceback" in ei.value.remote_traceback
+
+
+def test_unpicklable_exception_arrives_as_text():
+    class Unpicklable(Exception):
+        def __init__(self, msg):
+            super().__init__(msg)
+            self.lock = threading.Lock()
+
+    def bad():
+        raise Unpicklable("cannot pickle me")
+
+    def main():
+        go_on(1, bad)
+        mpgo.sleep(10)
+    with pytest.raises(GoroutineError) as ei:
+        mpgo.run(main, workers=2)
+    cause = ei.value.__cause__
+    assert isinstance(cause, RemoteException)
+    assert "cannot pickle me" in str(cause)
+
+
+@pytest.mark.parametrize("exc", [SystemExit, KeyboardInterrupt])
+def test_systemexit_in_goroutine_is_reported_not_silent(exc):
+    def bad():
+        raise exc(3)
+
+    def main():
+        go_on(1, bad)
+        mpgo.sleep(10)
+    with pytest.raises(GoroutineError) as ei:
+        mpgo.run(main, workers=2)
+    assert isinstance(ei.value.__cause__, exc)
+
+
+def test_join_returns_values_from_every_worker():
+    def main():
+        gs = [mpgo.go(spin, 300_000) for _ in range(12)]
+        return [g.join() for g in gs]
+    assert mpgo.run(main, workers=2) == [spin(300_000)] * 12
+
+
+def test_cpu_bound_goroutines_spread_over_every_worker():
+    def task():
+        spin(2_000_000)
+        return mpgo.worker_id()
+
+    def main():
+        gs = [mpgo.go(task) for _ in range(8)]
+        return [g.join() for g in gs]
+    wids = mpgo.run(main, workers=2)
+    assert set(wids) == {0, 1}
+
+
+def test_hog_spawner_still_gets_its_goroutines_run_elsewhere():
+    # main spawns 8 CPU-bound goroutines then computes without parking: the
+    # other worker must take all of them (DESIGN "the hard case", P17).
+    def task():
+        spin(300_000)
+        return mpgo.worker_id(), time.time()
+
+    def main():
+        gs = [mpgo.go(task) for _ in range(8)]
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 1.5:     # compute, never park
+            spin(10_000)
+        end = time.time()
+        return end, [g.join() for g in gs]
+    end, res = mpgo.run(main, workers=2)
+    assert [w for w, _ in res] == [1] * 8
+    assert all(t < end for _, t in res), "some finished only after main parked"
+
+
+def test_join_timeout_and_done():
+    def main():
+        g = mpgo.go(mpgo.sleep, 0.5)
+        with pytest.raises(TimeoutError):
+            g.join(timeout=0.05)
+        assert g.done() is False
+        g.join()
+        return g.done()
+    assert mpgo.run(main, workers=1) is True
+
+
+def test_handle_joined_from_another_worker():
+    def producer():
+        spin(100_000)
+        return "value"
+
+    def joiner(h):
+        return h.join(), h.done(), mpgo.worker_id()
+
+    def main():
+        h = mpgo.go_local(producer)
+        j = go_on(1, joiner, h)
+        return j.join()
+    assert mpgo.run(main, workers=2) == ("value", True, 1)
+
+
+def test_unpicklable_goroutine_is_pinned_and_runs_where_spawned():
+    lock = threading.Lock()
+
+    def uses_lock():
+        with lock:
+            spin(100_000)
+        return mpgo.worker_id()
+
+    def main():
+        gs = [mpgo.go(uses_lock) for _ in range(6)]
+        return [g.join() for g in gs]
+    assert mpgo.run(main, workers=2) == [0] * 6
+
+
+def test_unpicklable_result_fails_only_that_join():
+    def make_lock():
+        return threading.Lock()
+
+    def main():
+        g = go_on(1, make_lock)
+        with pytest.raises(TypeError, match="cannot"):
+            g.join()
+        return go_on(1, spin, 10).join()
+    assert mpgo.run(main, workers=2) == spin(10)
+
+
+def test_num_goroutine_counts_every_worker():
+    def main():
+        stop = mpgo.Chan()
+        gs = [go_on(i % 2, stop.recv) for i in range(10)]
+        mpgo.sleep(0.2)
+        n = mpgo.num_goroutine()
+        stop.close()
+        for g in gs:
+            g.join()
+        return n, mpgo.num_goroutine()
+    n, after = mpgo.run(main, workers=2)
+    assert n == 11
+    assert after == 1
+
+
+def test_gosched_and_sleep_let_others_run():
+    def main():
+        order = []
+
+        def other():
+            order.append("other")
+        mpgo.go_local(other)
+        mpgo.gosched()
+        order.append("main")
+        mpgo.sleep(0.01)
+        return order
+    assert mpgo.run(main, workers=1) == ["other", "main"]
+
+
+def test_runtime_reuses_workers_for_several_mains():
+    with mpgo.Runtime(workers=2) as rt:
+        pids1 = rt.run(lambda: sorted({go_on(i, os.getpid).join() for i in range(2)}))
+        pids2 = rt.run(lambda: sorted({go_on(i, os.getpid).join() for i in range(2)}))
+        assert pids1 == pids2 and len(pids1) == 2
+        assert rt.run(lambda x: x + 1, 41) == 42
+        with pytest.raises(ValueError):
+            rt.run(_raise_value_error)
+        assert rt.run(lambda: "still usable") == "still usable"
+
+
+def _raise_value_error():
+    raise ValueError("x")
+
+
+def test_leftover_goroutines_do_not_leak_into_the_next_run():
+    with mpgo.Runtime(workers=2) as rt:
+        def first():
+            for i in range(4):
+                go_on(i % 2, mpgo.sleep, 30)
+            return mpgo.num_goroutine()
+        assert rt.run(first) == 5
+        assert rt.run(mpgo.num_goroutine) == 1
+
+
+def test_api_outside_a_run_raises_clearly():
+    with pytest.raises(RuntimeError, match="inside mpgo.run"):
+        mpgo.go(print)
+    with pytest.raises(RuntimeError, match="inside mpgo.run"):
+        mpgo.worker_id()
+
+
+def test_run_inside_a_goroutine_is_refused():
+    def main():
+        mpgo.run(lambda: 1, workers=1)
+    with pytest.raises(RuntimeError, match="inside a goroutine"):
+        mpgo.run(main, workers=1)
+
+
+def test_bad_arguments():
+    with pytest.raises(TypeError):
+        mpgo.run(42)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        mpgo.run(print, workers=0)
+
+    def main():
+        with pytest.raises(TypeError, match="not callable"):
+            mpgo.go(42)  # type: ignore[arg-type]
+        return True
+    assert mpgo.run(main, workers=1)
+
+
+def test_mpgo_workers_environment_variable(monkeypatch):
+    monkeypatch.setenv("MPGO_WORKERS", "3")
+    assert mpgo.run(mpgo.num_workers) == 3
+
+
+def test_goroutine_printing_while_main_sleeps(capfd):
+    # the article's printNumbers program, scaled down
+    def print_numbers():
+        for i in range(5):
+            mpgo.sleep(0.01)
+            print(i)
+
+    def main():
+        mpgo.go(print_numbers)
+        mpgo.sleep(0.3)
+    mpgo.run(main, workers=2)
+    out = capfd.readouterr().out
+    assert out.split() == ["0", "1", "2", "3", "4"]
+
+
+def test_no_orphans_when_the_supervisor_is_sigkilled(tmp_path):
+    # P14: run a supervisor in a child process, SIGKILL it, workers must exit.
+    import subprocess
+    import sys
+    prog = tmp_path / "prog.py"
+    prog.write_text(
+        "import mpgo, os, sys\n"
+        "def main():\n"
+        "    pids = [mpgo.testing.go_on(i, os.getpid).join() for i in range(2)]\n"
+        "    print(' '.join(map(str, pids)), flush=True)\n"
+        "    mpgo.sleep(60)\n"
+        "import mpgo.testing\n"
+        "mpgo.run(main, workers=2)\n")
+    p = subprocess.Popen([sys.executable, str(prog)], stdout=subprocess.PIPE, text=True)
+    try:
+        line = p.stdout.readline()
+        pids = [int(x) for x in line.split()]
+        assert len(pids) == 2
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait(10)
+        deadline = time.monotonic() + 5
+        alive = pids
+        while alive and time.monotonic() < deadline:
+            alive = [x for x in alive if _alive(x)]
+            time.sleep(0.02)
+        assert alive == [], f"orphaned workers {alive}"
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        p.stdout.close()
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
