@@ -72,6 +72,11 @@ def worker_dump(w: Any, requester: G | None = None) -> str:
     """Every live goroutine of this worker, formatted. Hub thread."""
     now = time.monotonic()
     out = []
+    if os.environ.get("MPGO_DEBUG_DUMP"):
+        out.append(f"[worker {w.wid}: runq={len(_sched._runq)} runnext="
+                   f"{_sched._runnext is not None} spawnq={len(_sched._spawnq)} "
+                   f"shipped={len(w.shipped)} steal_pending={w.steal_pending} "
+                   f"published={w.published}]")
     gs = sorted(_sched.live_goroutines(), key=lambda g: g.id)
     for g in gs:
         cur = requester if requester is not None else _sched._cur

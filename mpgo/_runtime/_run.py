@@ -70,7 +70,7 @@ class Runtime:
             raise RuntimeError("mpgo: this Runtime is closed")
         if not callable(main):
             raise TypeError(f"Runtime.run: {main!r} is not callable")
-        blob = _wire.dumps((main, args, kwargs or None))
+        blob = _wire.dumps_by_value((main, args, kwargs or None))
         try:
             return sup.run(blob)
         finally:

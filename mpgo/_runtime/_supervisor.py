@@ -45,6 +45,7 @@ from .._transport._arena import (
     W_RECV,
     W_SENT,
     W_STEALABLE,
+    W_SYSMON,
     W_TIMERS,
     worker_off,
 )
@@ -351,7 +352,7 @@ class Supervisor:
                 self.last_sample = None
                 return
             if (load(worker_off(wid, W_TIMERS)) or load(worker_off(wid, W_FDS))
-                    or load(worker_off(wid, W_STEALABLE))):
+                    or load(worker_off(wid, W_STEALABLE)) or load(worker_off(wid, W_SYSMON))):
                 self.last_sample = None
                 return
             sent += load(worker_off(wid, W_SENT))

@@ -45,6 +45,7 @@ from .._transport._arena import (
     W_SENT,
     W_STEAL_REQ,
     W_STEALABLE,
+    W_SYSMON,
     W_TIMERS,
     worker_off,
 )
@@ -54,6 +55,7 @@ from .._transport._link import SUPERVISOR, Link
 HOG_THRESHOLD = float(os.environ.get("MPGO_HOG_THRESHOLD", "1.0"))
 STALL = 0.002           # sysmon acts for a hub that has not ticked for this long
 STEAL_RETRY = 0.05      # give up on an unanswered steal request after this long
+MAX_SHIP = 256          # records per hand-out (Go's runq holds 256): bounds a steal's cost
 
 Handler = Callable[[int, list[Any]], None]
 HANDLERS: dict[int, Handler] = {}
@@ -132,6 +134,7 @@ class Worker(_sched.Hooks):
         self.off_epoch = worker_off(wid, W_EPOCH)
         self.off_running = worker_off(wid, W_RUNNING)
         self.off_timers = worker_off(wid, W_TIMERS)
+        self.off_sysmon = worker_off(wid, W_SYSMON)
         self.on_run_start: list[Callable[[], None]] = []
         self.on_run_end: list[Callable[[], None]] = []
         self.on_flush: list[Callable[[], None]] = []
@@ -373,7 +376,7 @@ class Worker(_sched.Hooks):
 
     def ship(self, dst: int, n: int, from_sysmon: bool = False) -> int:
         """Move up to n records to worker dst (an empty batch answers a steal)."""
-        gs = _sched.take_stealable(n)
+        gs = _sched.take_stealable(min(n, MAX_SHIP))
         recs: list[list[Any]] = []
         for g in gs:
             if g.blob is not None:           # a record that came from elsewhere: as is
@@ -745,6 +748,9 @@ class _Sysmon(threading.Thread):
             stalled = now - since
             if stalled < STALL:
                 continue
+            # While sysmon holds records or frames, the run is not quiescent
+            # (the deadlock detector reads this word).
+            store(w.off_sysmon, 1)
             try:
                 if load(w.off_steal_req):
                     w.serve_steal(True)
@@ -761,6 +767,9 @@ class _Sysmon(threading.Thread):
                     self.report_hog(stalled, main_ident)
             except Exception:  # noqa: BLE001 - sysmon must never die
                 traceback.print_exc()
+            finally:
+                add(w.off_epoch, 1)
+                store(w.off_sysmon, 0)
 
     def report_hog(self, stalled: float, main_ident: int | None) -> None:
         w = self.w

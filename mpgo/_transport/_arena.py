@@ -65,6 +65,7 @@ W_FDS: Final = 64           # fds waited on by goroutines
 W_RUNNING: Final = 72       # id of the goroutine running now (0: hub)
 W_STEAL_REQ: Final = 80     # thief worker id + 1, or 0
 W_PARKED: Final = 88        # goroutines parked (for dumps/deadlock sanity)
+W_SYSMON: Final = 96        # non-zero while its sysmon thread moves records or frames
 
 SNAP_AT: Final = WT_AT + MAX_WORKERS * WT_LINE
 SNAP_LEN: Final = 4096
@@ -102,9 +103,9 @@ def _init() -> None:
 
 def _after_fork_in_child() -> None:
     """A fork not made by mpgo: take a private copy so runs never share state."""
-    if forking_workers:
-        return
     global _mm
+    if forking_workers or _atomic.arena() is not _mm:
+        return          # mpgo's own fork, or someone attached another buffer (tests)
     old = _mm
     new = _new_map()
     used = SLOTS_AT + min(load(H_NEXT_SLOT), MAX_SLOTS) * SLOT

@@ -114,7 +114,7 @@ class Link:
             n = 0
             for dst, frames in by_dst.items():
                 msg = _wire.pack_message(self.token, self.me, self.run, frames)
-                self._sock(dst).send(msg, _NOBLOCK, copy=len(msg) < 65536)
+                self._sock(dst).send(msg, _NOBLOCK)
                 n += 1
             if n and self._on_sent is not None:
                 self._on_sent(n)
@@ -126,7 +126,7 @@ class Link:
         """Send frames at once, bypassing the queue (sysmon's own hand-outs)."""
         with self.lock:
             msg = _wire.pack_message(self.token, self.me, self.run, frames)
-            self._sock(dst).send(msg, _NOBLOCK, copy=len(msg) < 65536)
+            self._sock(dst).send(msg, _NOBLOCK)
             if self._on_sent is not None:
                 self._on_sent(1)
 
