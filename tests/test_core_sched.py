@@ -159,3 +159,22 @@ def test_current_outside_a_goroutine_raises():
     _sched.init()
     with pytest.raises(RuntimeError, match="goroutine"):
         _sched.current()
+
+
+def test_yielding_loop_does_not_starve_new_goroutines():
+    # regression: woken goroutines used to be picked before new ones, so a
+    # goroutine yielding in a loop never let a freshly spawned one start
+    started = []
+
+    def child(i):
+        started.append(i)
+
+    def main():
+        for i in range(5):
+            spawn(child, i)
+        for _ in range(1000):
+            if len(started) == 5:
+                return True
+            _sched.gosched()
+        return False
+    assert _sched.run_local(main)

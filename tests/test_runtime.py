@@ -326,3 +326,24 @@ def _alive(pid):
             return f.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_goroutines_parked_on_a_local_channel_survive_its_promotion():
+    # regression: a receiver parked on a local channel that got promoted
+    # (captured by a goroutine shipped to another worker) got raw bytes
+    def producer(ch):
+        for i in range(100):
+            ch.send(i)
+        ch.close()
+
+    def main():
+        ch = mpgo.Chan(4)
+        out = mpgo.Chan(1)
+
+        def consumer():
+            out.send(sum(v for v in ch))
+        mpgo.go_local(consumer)
+        mpgo.sleep(0.05)                  # the consumer is parked on the local channel
+        go_on(1, producer, ch)            # pickling promotes the channel
+        return out.recv()
+    assert mpgo.run(main, workers=2) == sum(range(100))

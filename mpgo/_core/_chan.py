@@ -56,6 +56,10 @@ class ChanHooks:
 
 HOOKS = ChanHooks()
 
+# What park returns to a goroutine whose channel was promoted while it was
+# parked on it: the operation runs again, on the channel's new (remote) class.
+RETRY = object()
+
 # case kinds
 RECV, RECV_OK, SEND = 0, 1, 2
 
@@ -177,8 +181,10 @@ class Chan:
         q = self._sendq
         q.append(g)
         g.waitq = q  # type: ignore[union-attr]
-        park("chan send")
+        r = park("chan send")
         g.waitq = None  # type: ignore[union-attr]
+        if r is RETRY:
+            self.send(v)
 
     # -- receiving ---------------------------------------------------------
 
@@ -202,6 +208,8 @@ class Chan:
         g.waitq = q  # type: ignore[union-attr]
         v = park("chan receive")
         g.waitq = None  # type: ignore[union-attr]
+        if v is RETRY:
+            return self._recv()
         return v, g.ok  # type: ignore[union-attr]
 
     def recv(self) -> Any:
@@ -397,10 +405,13 @@ def select(*cases: Any) -> tuple[int, Any]:
     """
     check_thread()
     parsed, dflt = parse_cases(cases)
-    for _kind, ch, _v in parsed:
-        if ch is not None and type(ch) is not Chan:
-            return HOOKS.select(parsed, dflt)
-    return select_local(parsed, dflt)
+    while True:
+        for _kind, ch, _v in parsed:
+            if ch is not None and type(ch) is not Chan:
+                return HOOKS.select(parsed, dflt)
+        r = select_local(parsed, dflt)
+        if r is not RETRY:
+            return r
 
 
 def _ready_case(kind: int, ch: Chan) -> bool:

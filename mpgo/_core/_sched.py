@@ -319,20 +319,28 @@ def gosched() -> None:
     _schedule()
 
 
+_new_turn = False
+
+
 def _pick() -> G | None:
-    global _runnext
-    if _runq:
+    """The next goroutine to run: woken ones (runq) and new ones (runnext,
+    spawnq) take turns when both wait, so neither can starve the other (a
+    goroutine yielding in a loop must let new goroutines start)."""
+    global _runnext, _new_turn
+    if _runq and not (_new_turn and (_runnext is not None or _spawnq)):
+        _new_turn = True
         return _runq.popleft()
     if _runnext is None and not _spawnq:
         return None
     with _qlock:
+        _new_turn = False
         g = _runnext
         if g is not None:
             _runnext = None
             return g
         if _spawnq:
             return _spawnq.popleft()
-    return None
+    return _runq.popleft() if _runq else None
 
 
 def _schedule() -> None:

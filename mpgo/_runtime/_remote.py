@@ -30,7 +30,7 @@ from collections import deque
 from typing import Any
 
 from .._core import _chan, _sched
-from .._core._chan import RECV_OK, SEND, Chan, _SelWaiter
+from .._core._chan import RECV_OK, SEND, Chan
 from .._core._sched import G
 from .._errors import ClosedChannelError
 from .._transport import _wire
@@ -42,7 +42,6 @@ from ._worker import current_worker, handler, refuse_sysmon
 
 CLOSED = -1
 _DRAINED = object()
-_RETRY = object()          # a parked local select whose channel got promoted: run it again
 MAX_PREFETCH = 256
 
 # cid -> the one RemoteChan object of this process for it
@@ -255,33 +254,25 @@ def _chan_ref(cid: int, cap: int) -> RemoteChan:
 # ---------------------------------------------------------------------------
 
 def promote(ch: Chan) -> None:
-    """Move a local channel's state to the broker; ch becomes a RemoteChan. Hub thread."""
+    """Move a local channel's state to the broker; ch becomes a RemoteChan. Hub thread.
+
+    Buffered values go to the broker in order. Goroutines parked on the
+    channel (plain or in a select) are woken with `RETRY` and run their
+    operation again on the promoted channel, in the order they were queued.
+    """
     refuse_sysmon()
     w = current_worker()
     # Encode first: an unpicklable value leaves the channel exactly as it was.
     values = [_wire.encode(v) for v in ch._buf]
-    senders: list[tuple[G, bytes]] = []
-    for s in ch._sendq:
-        if type(s) is G:
-            senders.append((s, _wire.encode(s.value)))
     cid = add(H_CID, 1)
     px = _Px(cid, ch._cap, w.run)
-    for r in ch._recvq:
-        if type(r) is G:
-            px.recvq.append(r)
-            r.waitq = px.recvq
-        elif not r.sel.done:
-            r.sel.done = True
-            _sched.ready(r.g, _RETRY)
-    for s in ch._sendq:
-        if type(s) is _SelWaiter and not s.sel.done:
-            s.sel.done = True
-            _sched.ready(s.g, _RETRY)
-    frames_senders = []
-    for g, b in senders:
-        g.waitq = None
-        frames_senders.append([w.ticket(g), b])
-    px.asked = len(px.recvq)
+    for q in (ch._sendq, ch._recvq):
+        for wt in q:
+            if type(wt) is G:
+                _sched.ready(wt, _chan.RETRY)
+            elif not wt.sel.done:
+                wt.sel.done = True
+                _sched.ready(wt.g, _chan.RETRY)
     closed = ch._closed
     ch._buf = deque()
     ch._recvq = deque()
@@ -291,8 +282,7 @@ def promote(ch: Chan) -> None:
     ch.__class__ = RemoteChan
     px.closed_seen = closed
     _table[cid] = ch  # type: ignore[assignment]
-    w.send(SUPERVISOR, [_wire.CH_PROMOTE, cid, ch._cap, closed, values, frames_senders,
-                        len(px.recvq)])
+    w.send(SUPERVISOR, [_wire.CH_PROMOTE, cid, ch._cap, closed, values, [], 0])
 
 
 class _Hooks(_chan.ChanHooks):
@@ -359,36 +349,6 @@ def select_remote(parsed: list[tuple[int, Any, Any]], dflt: int) -> tuple[int, A
         return idx, None
     val = _wire.decode(v) if ok else None
     return idx, ((val, bool(ok)) if kind == RECV_OK else val)
-
-
-# A local select whose channel was promoted while it was parked runs again.
-_orig_select_local = _chan.select_local
-
-
-def _select_local(parsed: list[tuple[int, Any, Any]], dflt: int) -> tuple[int, Any]:
-    r = _orig_select_local(parsed, dflt)
-    while r is _RETRY:
-        r = _chan.select(*_unparse(parsed))
-    return r
-
-
-def _unparse(parsed: list[tuple[int, Any, Any]]) -> list[Any]:
-    out: list[Any] = []
-    for kind, ch, v in parsed:
-        if kind == -1:
-            out.append(_chan.default)
-        elif ch is None:
-            out.append(_chan.nilchan.recv if kind != SEND else (_chan.nilchan.send, None))
-        elif kind == SEND:
-            out.append((ch.send, v))
-        elif kind == RECV_OK:
-            out.append(ch.recv_ok)
-        else:
-            out.append(ch.recv)
-    return out
-
-
-_chan.select_local = _select_local
 
 
 # ---------------------------------------------------------------------------
