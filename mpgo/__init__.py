@@ -32,6 +32,7 @@ from ._runtime._goroutine import (
     sleep,
     worker_id,
 )
+from ._runtime._io import wait_readable, wait_writable
 from ._runtime._run import Runtime, run
 from ._time import Ticker, after
 
@@ -62,5 +63,7 @@ __all__ = [
     "run",
     "select",
     "sleep",
+    "wait_readable",
+    "wait_writable",
     "worker_id",
 ]

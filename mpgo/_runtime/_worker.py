@@ -38,6 +38,7 @@ from .._transport._arena import (
     H_GID,
     H_GLOBALQ,
     W_EPOCH,
+    W_FDS,
     W_IDLE,
     W_LIVE,
     W_RECV,
@@ -135,6 +136,8 @@ class Worker(_sched.Hooks):
         self.off_running = worker_off(wid, W_RUNNING)
         self.off_timers = worker_off(wid, W_TIMERS)
         self.off_sysmon = worker_off(wid, W_SYSMON)
+        self.off_fds = worker_off(wid, W_FDS)
+        self.io: Any = None
         self.on_run_start: list[Callable[[], None]] = []
         self.on_run_end: list[Callable[[], None]] = []
         self.on_flush: list[Callable[[], None]] = []
@@ -200,7 +203,6 @@ class Worker(_sched.Hooks):
         self.ep.register(self.link.fd, _select.EPOLLIN)
         self.ep.register(self.death_fd, _select.EPOLLIN | _select.EPOLLHUP)
         self.ep.register(self.wake_r, _select.EPOLLIN)
-        self.fd_waiters: dict[int, Any] = {}
 
     # -- tickets ---------------------------------------------------------------
 
@@ -325,9 +327,7 @@ class Worker(_sched.Hooks):
                 except BlockingIOError:
                     pass
             elif fd != self.link.fd:
-                cb = self.fd_waiters.get(fd)
-                if cb is not None:
-                    cb(fd, ev)
+                self.io.on_event(fd, ev)
         self.read_messages()
         return True
 
