@@ -34,11 +34,13 @@ from ._runtime._goroutine import (
 )
 from ._runtime._io import wait_readable, wait_writable
 from ._runtime._run import Runtime, run
+from ._sync import AtomicInt, Mutex, Once, RWMutex, WaitGroup
 from ._time import Ticker, after
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AtomicInt",
     "Canceled",
     "Chan",
     "ClosedChannelError",
@@ -47,9 +49,13 @@ __all__ = [
     "Goroutine",
     "GoroutineError",
     "LockPoisoned",
+    "Mutex",
+    "Once",
+    "RWMutex",
     "RemoteException",
     "Runtime",
     "Ticker",
+    "WaitGroup",
     "WorkerDied",
     "after",
     "default",

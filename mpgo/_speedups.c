@@ -10,7 +10,7 @@
  *   1. Arena: the one registered shared-memory buffer (attach / detach / arena)
  *   2. Atomics on signed 64-bit arena words (load, store, add, cas, swap,
  *      fetch_or, fetch_and)
- *   3. (reserved) Mutex fast path
+ *   3. Sync fast paths: MutexBase, AtomicBase (subclassed by mpgo/_sync.py)
  *   4. (reserved) Channel fast path
  *   5. Module definition
  *
@@ -327,12 +327,326 @@ sp_fetch_and(PyObject *Py_UNUSED(module), PyObject *const *args,
 }
 
 /* ======================================================================
- * 3. Mutex fast path (reserved)
+ * 3. Sync fast paths: MutexBase, AtomicBase
  *
- * Add the Mutex lock/unlock fast path here; it should reuse word_at() and
- * the arena globals of section 1, and register its functions in
- * sp_methods below.
+ * mpgo/_sync.py subclasses these types. Only the uncontended paths live
+ * here (one CAS, no message); anything else calls the Python slow path
+ * method of the subclass (_lock_slow, _try_lock_slow, _unlock_slow) with the
+ * same arguments.  The mutex word layout is the one of mpgo/_sync.py:
+ *     LOCKED = 1, owner (worker id + 1) in bits 8..23, other bits: waiters,
+ *     woken, starving, poisoned -- any of which sends us to the slow path.
+ * The fast path runs only on the worker's hub thread (set_hub); any other
+ * thread (a foreign OS thread, or a process that is not a worker) takes the
+ * slow path, which raises a clear error (F21).
  * ====================================================================== */
+
+#include "pythread.h"
+
+#define MU_LOCKED     ((uint64_t)1)
+#define MU_OWNER_MASK ((uint64_t)0xFFFF << 8)
+
+static unsigned long hub_thread = 0;   /* ident of the worker's hub thread */
+static uint64_t owner_bits = 0;        /* (worker id + 1) << 8 */
+
+PyDoc_STRVAR(set_hub_doc,
+"set_hub(thread_ident, worker_id, /)\n--\n\n"
+"Enable the sync fast paths on this thread, for worker `worker_id`\n"
+"(thread_ident 0 disables them).");
+
+static PyObject *
+sp_set_hub(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    unsigned long ident;
+    long wid;
+
+    CHECK_NARGS("set_hub", 2);
+    ident = PyLong_AsUnsignedLong(args[0]);
+    if (ident == (unsigned long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    wid = PyLong_AsLong(args[1]);
+    if (wid == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (wid < 0 || wid > 0xFFFE) {
+        PyErr_SetString(PyExc_ValueError, "worker id out of range");
+        return NULL;
+    }
+    hub_thread = ident;
+    owner_bits = ((uint64_t)(wid + 1)) << 8;
+    Py_RETURN_NONE;
+}
+
+typedef struct {
+    PyObject_HEAD
+    uint64_t *word;          /* the slot's state word in the arena */
+    Py_ssize_t off;          /* its byte offset (what pickles) */
+} SyncObject;
+
+static int
+sync_set_off(SyncObject *self, PyObject *off_obj)
+{
+    uint64_t *p = word_at(off_obj);
+    if (p == NULL) {
+        return -1;
+    }
+    self->word = p;
+    self->off = (Py_ssize_t)((char *)p - arena_base);
+    return 0;
+}
+
+static int
+sync_init(SyncObject *self, PyObject *args, PyObject *kwds)
+{
+    PyObject *off_obj;
+    if (kwds != NULL && PyDict_GET_SIZE(kwds) != 0) {
+        PyErr_SetString(PyExc_TypeError, "_sync_init() takes no keyword arguments");
+        return -1;
+    }
+    if (!PyArg_UnpackTuple(args, "_sync_init", 1, 1, &off_obj)) {
+        return -1;
+    }
+    return sync_set_off(self, off_obj);
+}
+
+/* The arena may be re-attached (a user fork copies it): resolve the word
+ * from the offset again when the base moved. */
+static inline uint64_t *
+sync_word(SyncObject *self)
+{
+    if (self->word == NULL || (char *)self->word < arena_base
+            || (char *)self->word >= arena_base + arena_len) {
+        PyObject *o = PyLong_FromSsize_t(self->off);
+        if (o == NULL) {
+            return NULL;
+        }
+        int r = sync_set_off(self, o);
+        Py_DECREF(o);
+        if (r < 0) {
+            return NULL;
+        }
+    }
+    return self->word;
+}
+
+static PyObject *
+sync_get_off(SyncObject *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(self->off);
+}
+
+static PyGetSetDef sync_getset[] = {
+    {"_off", (getter)sync_get_off, NULL, "byte offset of the slot in the arena", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyObject *
+call_slow(PyObject *self, const char *name, PyObject *const *args, size_t nargsf,
+          PyObject *kwnames)
+{
+    PyObject *meth_name = PyUnicode_InternFromString(name);
+    PyObject *res;
+    PyObject *stack[8];
+    Py_ssize_t n = PyVectorcall_NARGS(nargsf);
+    Py_ssize_t nk = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (meth_name == NULL) {
+        return NULL;
+    }
+    if (n + nk + 1 > 8) {
+        Py_DECREF(meth_name);
+        PyErr_SetString(PyExc_TypeError, "too many arguments");
+        return NULL;
+    }
+    stack[0] = self;
+    for (Py_ssize_t i = 0; i < n + nk; i++) {
+        stack[i + 1] = args[i];
+    }
+    res = PyObject_VectorcallMethod(meth_name, stack,
+                                    (size_t)(n + 1) | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                    kwnames);
+    Py_DECREF(meth_name);
+    return res;
+}
+
+/* lock(timeout=None) -> bool */
+static PyObject *
+mutex_lock(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    if (PyVectorcall_NARGS(nargsf) == 0 && kwnames == NULL
+            && PyThread_get_thread_ident() == hub_thread && hub_thread != 0) {
+        uint64_t *p = sync_word((SyncObject *)self);
+        uint64_t expected = 0;
+        if (p == NULL) {
+            return NULL;
+        }
+        if (__atomic_compare_exchange_n(p, &expected, MU_LOCKED | owner_bits, 0,
+                                        __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+            Py_RETURN_TRUE;
+        }
+    }
+    return call_slow(self, "_lock_slow", args, nargsf, kwnames);
+}
+
+static PyObject *
+mutex_try_lock(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (PyThread_get_thread_ident() == hub_thread && hub_thread != 0) {
+        uint64_t *p = sync_word((SyncObject *)self);
+        uint64_t expected = 0;
+        if (p == NULL) {
+            return NULL;
+        }
+        if (__atomic_compare_exchange_n(p, &expected, MU_LOCKED | owner_bits, 0,
+                                        __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+            Py_RETURN_TRUE;
+        }
+    }
+    return call_slow(self, "_try_lock_slow", NULL, 0, NULL);
+}
+
+static PyObject *
+mutex_unlock(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (PyThread_get_thread_ident() == hub_thread && hub_thread != 0) {
+        uint64_t *p = sync_word((SyncObject *)self);
+        uint64_t s;
+        if (p == NULL) {
+            return NULL;
+        }
+        s = __atomic_load_n(p, __ATOMIC_SEQ_CST);
+        if ((s & ~MU_OWNER_MASK) == MU_LOCKED
+                && __atomic_compare_exchange_n(p, &s, 0, 0,
+                                               __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+            Py_RETURN_NONE;
+        }
+    }
+    return call_slow(self, "_unlock_slow", NULL, 0, NULL);
+}
+
+static PyObject *
+mutex_exit(PyObject *self, PyObject *const *Py_UNUSED(args), Py_ssize_t Py_UNUSED(nargs))
+{
+    PyObject *r = mutex_unlock(self, NULL);
+    if (r == NULL) {
+        return NULL;
+    }
+    Py_DECREF(r);
+    Py_RETURN_FALSE;
+}
+
+static PyObject *
+mutex_enter(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return mutex_lock(self, NULL, 0, NULL);
+}
+
+static PyMethodDef mutex_methods[] = {
+    {"lock", (PyCFunction)(void (*)(void))mutex_lock, METH_FASTCALL | METH_KEYWORDS,
+     "lock(timeout=None) -> bool: acquire; the uncontended path is one CAS."},
+    {"try_lock", (PyCFunction)mutex_try_lock, METH_NOARGS,
+     "try_lock() -> bool: acquire if free, never wait."},
+    {"unlock", (PyCFunction)mutex_unlock, METH_NOARGS,
+     "unlock(): release; RuntimeError if not locked."},
+    {"__enter__", (PyCFunction)mutex_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)(void (*)(void))mutex_exit, METH_FASTCALL, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject MutexBase_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "mpgo._speedups.MutexBase",
+    .tp_basicsize = sizeof(SyncObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "Fast paths of mpgo.Mutex (subclassed in mpgo/_sync.py).",
+    .tp_methods = mutex_methods,
+    .tp_getset = sync_getset,
+    .tp_init = (initproc)sync_init,
+    .tp_new = PyType_GenericNew,
+};
+
+/* AtomicBase: an int64 word; every method works from any thread. */
+
+static PyObject *
+atom_load(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    uint64_t *p = sync_word((SyncObject *)self);
+    if (p == NULL) {
+        return NULL;
+    }
+    return from_word(__atomic_load_n(p, __ATOMIC_SEQ_CST));
+}
+
+static PyObject *
+atom_store(PyObject *self, PyObject *v)
+{
+    uint64_t x;
+    uint64_t *p = sync_word((SyncObject *)self);
+    if (p == NULL || as_int64(v, &x) < 0) {
+        return NULL;
+    }
+    __atomic_store_n(p, x, __ATOMIC_SEQ_CST);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+atom_add(PyObject *self, PyObject *v)
+{
+    uint64_t x;
+    uint64_t *p = sync_word((SyncObject *)self);
+    if (p == NULL || as_int64(v, &x) < 0) {
+        return NULL;
+    }
+    return from_word(__atomic_add_fetch(p, x, __ATOMIC_SEQ_CST));
+}
+
+static PyObject *
+atom_swap(PyObject *self, PyObject *v)
+{
+    uint64_t x;
+    uint64_t *p = sync_word((SyncObject *)self);
+    if (p == NULL || as_int64(v, &x) < 0) {
+        return NULL;
+    }
+    return from_word(__atomic_exchange_n(p, x, __ATOMIC_SEQ_CST));
+}
+
+static PyObject *
+atom_cas(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    uint64_t old, new;
+    uint64_t *p;
+    CHECK_NARGS("cas", 2);
+    p = sync_word((SyncObject *)self);
+    if (p == NULL || as_int64(args[0], &old) < 0 || as_int64(args[1], &new) < 0) {
+        return NULL;
+    }
+    if (__atomic_compare_exchange_n(p, &old, new, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+        Py_RETURN_TRUE;
+    }
+    Py_RETURN_FALSE;
+}
+
+static PyMethodDef atom_methods[] = {
+    {"load", (PyCFunction)atom_load, METH_NOARGS, "load() -> int"},
+    {"store", (PyCFunction)atom_store, METH_O, "store(v)"},
+    {"add", (PyCFunction)atom_add, METH_O, "add(delta) -> the new value"},
+    {"swap", (PyCFunction)atom_swap, METH_O, "swap(v) -> the old value"},
+    {"cas", (PyCFunction)(void (*)(void))atom_cas, METH_FASTCALL,
+     "cas(old, new) -> bool"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject AtomicBase_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "mpgo._speedups.AtomicBase",
+    .tp_basicsize = sizeof(SyncObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "An int64 word of the arena (subclassed as mpgo.AtomicInt).",
+    .tp_methods = atom_methods,
+    .tp_getset = sync_getset,
+    .tp_init = (initproc)sync_init,
+    .tp_new = PyType_GenericNew,
+};
 
 /* ======================================================================
  * 4. Channel fast path (reserved)
@@ -358,6 +672,8 @@ static PyMethodDef sp_methods[] = {
     FASTCALL("swap", sp_swap, swap_doc),
     FASTCALL("fetch_or", sp_fetch_or, fetch_or_doc),
     FASTCALL("fetch_and", sp_fetch_and, fetch_and_doc),
+    /* 3. sync fast paths */
+    FASTCALL("set_hub", sp_set_hub, set_hub_doc),
     {NULL, NULL, 0, NULL},
 };
 
@@ -391,6 +707,15 @@ PyInit__speedups(void)
         return NULL;
     }
     if (PyModule_AddStringConstant(m, "IMPLEMENTATION", "c") < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    if (PyType_Ready(&MutexBase_Type) < 0 || PyType_Ready(&AtomicBase_Type) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    if (PyModule_AddObjectRef(m, "MutexBase", (PyObject *)&MutexBase_Type) < 0
+            || PyModule_AddObjectRef(m, "AtomicBase", (PyObject *)&AtomicBase_Type) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._transport import _wire
-from . import _broker, _supervisor  # noqa: F401  (registers the broker handlers)
+from . import _broker, _locks, _supervisor  # noqa: F401  (registers their handlers)
 from ._supervisor import Supervisor
 
 
