@@ -154,6 +154,8 @@ POOL_MAX = 1024
 # Guards runnext and spawnq against the sysmon thread, which takes records
 # from a stalled hub. Never held across a switch or a call that may block.
 _qlock = threading.Lock()
+_qacquire = _qlock.acquire
+_qrelease = _qlock.release
 
 
 def init(hooks: Hooks | None = None, new_id: Callable[[], int] | None = None) -> None:
@@ -224,12 +226,14 @@ def spawn(g: G) -> None:
     """Queue a NEW goroutine: it becomes runnext; the previous runnext moves to
     the stealable spawnq. Hub thread only (any goroutine)."""
     global _runnext
-    with _qlock:
-        prev = _runnext
-        _runnext = g
-        if prev is not None:
-            _spawnq.append(prev)
-    _hooks.spawned(g)
+    _qacquire()
+    prev = _runnext
+    _runnext = g
+    if prev is not None:
+        _spawnq.append(prev)
+    _qrelease()
+    if prev is not None:
+        _hooks.spawned(g)
 
 
 def spawn_back(g: G) -> None:

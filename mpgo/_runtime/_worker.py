@@ -28,6 +28,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from threading import get_ident
 from typing import Any
 
 from .._core import _chan, _sched
@@ -72,17 +73,34 @@ def handler(kind: int) -> Callable[[Handler], Handler]:
     return deco
 
 
+_FORKED_FROM_WORKER = 0      # pid of the worker this process was forked from (P18)
+
+
 def current_worker() -> Worker:
     """The worker this goroutine runs on. Any goroutine; raises outside mpgo.run."""
     w = W
-    if w is None or os.getpid() != w.pid:
-        if w is not None and os.getpid() != w.pid:
+    if w is None:
+        if _FORKED_FROM_WORKER:
             raise RuntimeError(
-                "mpgo: this process was forked from an mpgo worker; mpgo cannot be "
-                "used in it (start a new mpgo.run in a fresh process instead)")
+                f"mpgo: this process was forked from mpgo worker pid {_FORKED_FROM_WORKER}; "
+                "mpgo cannot be used in it (start a new mpgo.run in a fresh process instead)")
         raise RuntimeError("mpgo: this call must be made inside mpgo.run (from a goroutine)")
-    _sched.check_thread()
+    if get_ident() != _sched._hub_thread:
+        _sched.check_thread()
     return w
+
+
+def _after_fork_in_child() -> None:
+    """User code forked a worker: the child is not a worker (no hub, no sockets)."""
+    global W, _FORKED_FROM_WORKER
+    if W is not None:
+        _FORKED_FROM_WORKER = W.pid
+        W = None
+        _sched._hub_gr = None
+        _sched._hub_thread = 0
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _set_pdeathsig() -> None:
@@ -220,20 +238,22 @@ class Worker(_sched.Hooks):
     # -- scheduler hooks -------------------------------------------------------
 
     def spawned(self, g: G) -> None:
-        n = len(_sched._spawnq)
-        if n != self.published:
-            self.published = n
-            swap(self.off_stealable, n)          # an RMW: a full barrier (see §5.3)
-            # Records that just arrived are not handed on (they would bounce
-            # between idle workers); only thieves may take them from here.
-            if n and not self.arriving:
-                if load(self.off_steal_req):
-                    self.serve_steal(False)
-                elif _arena.any_idle(self.n):
-                    self.wakep()
+        # The published word says only whether records are stealable (0/1):
+        # it changes on transitions, not on every spawn.
+        if not _sched._spawnq:
+            return
+        if not self.published:
+            self.published = 1
+            swap(self.off_stealable, 1)          # an RMW: a full barrier (see §5.3)
+        if load(self.off_steal_req):
+            self.serve_steal(False)
+        # Records that just arrived are not handed on (they would bounce
+        # between idle workers); only thieves may take them from here.
+        elif not self.arriving and _arena.any_idle(self.n):
+            self.wakep()
 
     def publish(self) -> None:
-        n = len(_sched._spawnq)
+        n = 1 if _sched._spawnq else 0
         if n != self.published:
             self.published = n
             swap(self.off_stealable, n)
