@@ -11,7 +11,7 @@
  *   2. Atomics on signed 64-bit arena words (load, store, add, cas, swap,
  *      fetch_or, fetch_and)
  *   3. Sync fast paths: MutexBase, AtomicBase (subclassed by mpgo/_sync.py)
- *   4. (reserved) Channel fast path
+ *   4. Channel fast path: ChanBase (subclassed by mpgo/_core/_chan.py)
  *   5. Module definition
  *
  * Conventions
@@ -649,8 +649,370 @@ static PyTypeObject AtomicBase_Type = {
 };
 
 /* ======================================================================
- * 4. Channel fast path (reserved)
+ * 4. Channel fast path: ChanBase
+ *
+ * mpgo/_core/_chan.py subclasses ChanBase as Chan. The fields live here (so
+ * C reads them at fixed offsets) and are exposed as the members _buf, _cap,
+ * _recvq, _sendq, _closed, _id, _r, _stale that the Python code uses. Only
+ * the buffered, no-waiter cases are done here: send into a buffer with room
+ * and no parked receiver, receive from a non-empty buffer with no parked
+ * sender. Everything else (and every call from a thread that is not the
+ * hub's) calls the Python slow path (_send_slow, _recv_slow), which holds
+ * the whole algorithm and the thread check. The queues are deques: a queue
+ * that is not empty (even of stale select waiters) sends us to the slow path.
  * ====================================================================== */
+
+#include "structmember.h"
+
+static unsigned long chan_thread = 0;   /* the scheduler's hub thread */
+static PyObject *deque_append = NULL;   /* collections.deque.append */
+static PyObject *deque_popleft = NULL;  /* collections.deque.popleft */
+static PyObject *str_send_slow = NULL;
+static PyObject *str_recv_slow = NULL;
+/* The scheduler's G type and run queue (set_sched): a parked plain waiter
+ * (a G in recvq/sendq, not a select waiter) is woken here the way
+ * _sched.ready does it: value, status = RUNNABLE, runq.append. */
+static PyObject *g_type = NULL;
+static PyObject *runq = NULL;
+static PyObject *str_ok = NULL, *str_value = NULL, *str_status = NULL;
+static PyObject *int_runnable = NULL;
+
+PyDoc_STRVAR(set_sched_doc,
+"set_sched(G, runq, /)\n--\n\n"
+"The scheduler's goroutine type and run queue, for hand-offs done in C.");
+
+static PyObject *
+sp_set_sched(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    CHECK_NARGS("set_sched", 2);
+    Py_XSETREF(g_type, Py_NewRef(args[0]));
+    Py_XSETREF(runq, Py_NewRef(args[1]));
+    Py_RETURN_NONE;
+}
+
+/* Make parked goroutine g runnable with `value` (and ok=True). 0 or -1. */
+static int
+ready_g(PyObject *g, PyObject *value, int set_ok)
+{
+    PyObject *stack[2];
+    PyObject *r;
+    if ((set_ok && PyObject_SetAttr(g, str_ok, Py_True) < 0)
+            || PyObject_SetAttr(g, str_value, value) < 0
+            || PyObject_SetAttr(g, str_status, int_runnable) < 0) {
+        return -1;
+    }
+    stack[0] = runq;
+    stack[1] = g;
+    r = PyObject_Vectorcall(deque_append, stack, 2, NULL);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+/* Pop the head of q if it is a plain parked goroutine; NULL (no error) if not. */
+static PyObject *
+pop_plain_waiter(PyObject *q)
+{
+    PyObject *w;
+    if (Py_SIZE(q) == 0 || g_type == NULL || runq == NULL) {
+        return NULL;
+    }
+    w = PySequence_GetItem(q, 0);
+    if (w == NULL) {
+        return NULL;
+    }
+    if ((PyObject *)Py_TYPE(w) != g_type) {
+        Py_DECREF(w);
+        return NULL;
+    }
+    Py_DECREF(w);
+    return PyObject_CallOneArg(deque_popleft, q);
+}
+
+PyDoc_STRVAR(set_thread_doc,
+"set_thread(thread_ident, /)\n--\n\n"
+"The thread whose scheduler owns local channels (0: none).");
+
+static PyObject *
+sp_set_thread(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    unsigned long ident;
+    CHECK_NARGS("set_thread", 1);
+    ident = PyLong_AsUnsignedLong(args[0]);
+    if (ident == (unsigned long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    chan_thread = ident;
+    Py_RETURN_NONE;
+}
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *buf;           /* deque of values */
+    PyObject *recvq;         /* deque of parked receivers */
+    PyObject *sendq;         /* deque of parked senders */
+    PyObject *r;             /* remote state (promoted channels) */
+    Py_ssize_t cap;
+    long long id;
+    int stale;
+    char closed;
+} ChanObject;
+
+static int
+chan_traverse(ChanObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->buf);
+    Py_VISIT(self->recvq);
+    Py_VISIT(self->sendq);
+    Py_VISIT(self->r);
+    return 0;
+}
+
+static int
+chan_clear(ChanObject *self)
+{
+    Py_CLEAR(self->buf);
+    Py_CLEAR(self->recvq);
+    Py_CLEAR(self->sendq);
+    Py_CLEAR(self->r);
+    return 0;
+}
+
+/* A static base type: the subclass's subtype_dealloc owns the type's
+ * reference and the weakrefs; we only release our fields. */
+static void
+chan_dealloc(ChanObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    chan_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static inline int
+chan_fast_ok(ChanObject *self)
+{
+    return chan_thread != 0 && PyThread_get_thread_ident() == chan_thread
+        && self->buf != NULL && self->recvq != NULL && self->sendq != NULL;
+}
+
+static PyObject *
+chan_send(PyObject *op, PyObject *v)
+{
+    ChanObject *self = (ChanObject *)op;
+    if (chan_fast_ok(self) && !self->closed && Py_SIZE(self->recvq) > 0) {
+        /* a receiver is parked: hand v over (Go's send to a waiting receiver) */
+        PyObject *g = pop_plain_waiter(self->recvq);
+        if (g != NULL) {
+            int r = ready_g(g, v, 1);
+            Py_DECREF(g);
+            if (r < 0) {
+                return NULL;
+            }
+            Py_RETURN_NONE;
+        }
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    else if (chan_fast_ok(self) && !self->closed && self->cap > 0
+            && Py_SIZE(self->recvq) == 0) {
+        Py_ssize_t n = PyObject_Length(self->buf);
+        if (n < 0) {
+            return NULL;
+        }
+        if (n < self->cap) {
+            PyObject *stack[2] = {self->buf, v};
+            PyObject *r = PyObject_Vectorcall(deque_append, stack, 2, NULL);
+            if (r == NULL) {
+                return NULL;
+            }
+            Py_DECREF(r);
+            Py_RETURN_NONE;
+        }
+    }
+    return PyObject_CallMethodOneArg(op, str_send_slow, v);
+}
+
+/* A value taken without parking, or NULL (no exception) to go slow:
+ * the head of a buffer nobody waits to fill, or the value of a parked
+ * sender on an empty channel (Go's receive from a waiting sender). */
+static PyObject *
+chan_take(ChanObject *self)
+{
+    Py_ssize_t n;
+    if (!chan_fast_ok(self)) {
+        return NULL;
+    }
+    n = PyObject_Length(self->buf);
+    if (n < 0) {
+        return NULL;
+    }
+    if (Py_SIZE(self->sendq) == 0) {
+        if (n > 0) {
+            return PyObject_CallOneArg(deque_popleft, self->buf);
+        }
+        return NULL;
+    }
+    if (n == 0) {
+        PyObject *g = pop_plain_waiter(self->sendq);
+        PyObject *v;
+        if (g == NULL) {
+            return NULL;
+        }
+        v = PyObject_GetAttr(g, str_value);
+        if (v == NULL || ready_g(g, Py_None, 0) < 0) {
+            Py_XDECREF(v);
+            Py_DECREF(g);
+            return NULL;
+        }
+        Py_DECREF(g);
+        return v;
+    }
+    return NULL;
+}
+
+static PyObject *
+chan_recv(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *v = chan_take((ChanObject *)op);
+    PyObject *pair;
+    if (v != NULL || PyErr_Occurred()) {
+        return v;
+    }
+    pair = PyObject_CallMethodNoArgs(op, str_recv_slow);
+    if (pair == NULL) {
+        return NULL;
+    }
+    if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+        Py_DECREF(pair);
+        PyErr_SetString(PyExc_SystemError, "_recv_slow must return (value, ok)");
+        return NULL;
+    }
+    v = Py_NewRef(PyTuple_GET_ITEM(pair, 0));
+    Py_DECREF(pair);
+    return v;
+}
+
+static PyObject *
+chan_recv_ok(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *v = chan_take((ChanObject *)op);
+    if (v != NULL) {
+        PyObject *pair = PyTuple_Pack(2, v, Py_True);
+        Py_DECREF(v);
+        return pair;
+    }
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    return PyObject_CallMethodNoArgs(op, str_recv_slow);
+}
+
+static PyObject *
+chan_iter(PyObject *op)
+{
+    return Py_NewRef(op);
+}
+
+static PyObject *
+chan_iternext(PyObject *op)
+{
+    PyObject *v = chan_take((ChanObject *)op);
+    PyObject *pair, *ok;
+    if (v != NULL || PyErr_Occurred()) {
+        return v;
+    }
+    pair = PyObject_CallMethodNoArgs(op, str_recv_slow);
+    if (pair == NULL) {
+        return NULL;
+    }
+    if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+        Py_DECREF(pair);
+        PyErr_SetString(PyExc_SystemError, "_recv_slow must return (value, ok)");
+        return NULL;
+    }
+    ok = PyTuple_GET_ITEM(pair, 1);
+    if (!PyObject_IsTrue(ok)) {
+        Py_DECREF(pair);
+        return NULL;          /* StopIteration: closed and drained */
+    }
+    v = Py_NewRef(PyTuple_GET_ITEM(pair, 0));
+    Py_DECREF(pair);
+    return v;
+}
+
+static PyMethodDef chan_methods[] = {
+    {"send", (PyCFunction)chan_send, METH_O,
+     "send(v): buffered fast path in C, else _send_slow."},
+    {"recv", (PyCFunction)chan_recv, METH_NOARGS,
+     "recv(): buffered fast path in C, else _recv_slow."},
+    {"recv_ok", (PyCFunction)chan_recv_ok, METH_NOARGS,
+     "recv_ok(): buffered fast path in C, else _recv_slow."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef chan_members[] = {
+    {"_buf", T_OBJECT_EX, offsetof(ChanObject, buf), 0, NULL},
+    {"_recvq", T_OBJECT_EX, offsetof(ChanObject, recvq), 0, NULL},
+    {"_sendq", T_OBJECT_EX, offsetof(ChanObject, sendq), 0, NULL},
+    {"_r", T_OBJECT, offsetof(ChanObject, r), 0, NULL},
+    {"_cap", T_PYSSIZET, offsetof(ChanObject, cap), 0, NULL},
+    {"_id", T_LONGLONG, offsetof(ChanObject, id), 0, NULL},
+    {"_stale", T_INT, offsetof(ChanObject, stale), 0, NULL},
+    {"_closed", T_BOOL, offsetof(ChanObject, closed), 0, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject ChanBase_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "mpgo._speedups.ChanBase",
+    .tp_basicsize = sizeof(ChanObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Fields and buffered fast paths of mpgo.Chan (see mpgo/_core/_chan.py).",
+    .tp_traverse = (traverseproc)chan_traverse,
+    .tp_clear = (inquiry)chan_clear,
+    .tp_dealloc = (destructor)chan_dealloc,
+    .tp_methods = chan_methods,
+    .tp_members = chan_members,
+    .tp_iter = chan_iter,
+    .tp_iternext = chan_iternext,
+    .tp_new = PyType_GenericNew,
+};
+
+static int
+chan_module_init(PyObject *m)
+{
+    PyObject *collections = PyImport_ImportModule("collections");
+    PyObject *deque;
+    if (collections == NULL) {
+        return -1;
+    }
+    deque = PyObject_GetAttrString(collections, "deque");
+    Py_DECREF(collections);
+    if (deque == NULL) {
+        return -1;
+    }
+    deque_append = PyObject_GetAttrString(deque, "append");
+    deque_popleft = PyObject_GetAttrString(deque, "popleft");
+    Py_DECREF(deque);
+    str_send_slow = PyUnicode_InternFromString("_send_slow");
+    str_recv_slow = PyUnicode_InternFromString("_recv_slow");
+    str_ok = PyUnicode_InternFromString("ok");
+    str_value = PyUnicode_InternFromString("value");
+    str_status = PyUnicode_InternFromString("status");
+    int_runnable = PyLong_FromLong(1);       /* _sched.RUNNABLE */
+    if (deque_append == NULL || deque_popleft == NULL || str_send_slow == NULL
+            || str_recv_slow == NULL || str_ok == NULL || str_value == NULL
+            || str_status == NULL || int_runnable == NULL) {
+        return -1;
+    }
+    if (PyType_Ready(&ChanBase_Type) < 0) {
+        return -1;
+    }
+    return PyModule_AddObjectRef(m, "ChanBase", (PyObject *)&ChanBase_Type);
+}
 
 /* ======================================================================
  * 5. Module definition
@@ -674,6 +1036,9 @@ static PyMethodDef sp_methods[] = {
     FASTCALL("fetch_and", sp_fetch_and, fetch_and_doc),
     /* 3. sync fast paths */
     FASTCALL("set_hub", sp_set_hub, set_hub_doc),
+    /* 4. channel fast path */
+    FASTCALL("set_thread", sp_set_thread, set_thread_doc),
+    FASTCALL("set_sched", sp_set_sched, set_sched_doc),
     {NULL, NULL, 0, NULL},
 };
 
@@ -715,7 +1080,8 @@ PyInit__speedups(void)
         return NULL;
     }
     if (PyModule_AddObjectRef(m, "MutexBase", (PyObject *)&MutexBase_Type) < 0
-            || PyModule_AddObjectRef(m, "AtomicBase", (PyObject *)&AtomicBase_Type) < 0) {
+            || PyModule_AddObjectRef(m, "AtomicBase", (PyObject *)&AtomicBase_Type) < 0
+            || chan_module_init(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -27,6 +27,7 @@ from __future__ import annotations
 import random
 from collections import deque
 from collections.abc import Callable, Iterator
+from threading import get_ident
 from typing import Any
 
 from .._errors import ClosedChannelError
@@ -128,16 +129,55 @@ def _wake_send(w: Any) -> Any:
     return w.value
 
 
-class Chan:
+class _ChanBasePy:
+    """The pure-Python stand-in for `_speedups.ChanBase` (same fields, no fast path)."""
+
+    __slots__ = ("_buf", "_cap", "_recvq", "_sendq", "_closed", "_id", "_r", "_stale")
+
+    def send(self, v: Any) -> None:
+        self._send_slow(v)  # type: ignore[attr-defined]
+
+    def recv(self) -> Any:
+        return self._recv_slow()[0]  # type: ignore[attr-defined]
+
+    def recv_ok(self) -> tuple[Any, bool]:
+        return self._recv_slow()  # type: ignore[attr-defined, no-any-return]
+
+    def __iter__(self) -> Any:
+        return self
+
+    def __next__(self) -> Any:
+        v, ok = self._recv_slow()  # type: ignore[attr-defined]
+        if not ok:
+            raise StopIteration
+        return v
+
+
+try:
+    from .. import _speedups as _sp  # type: ignore[attr-defined]
+    _ChanBase: Any = _sp.ChanBase
+
+    def _on_init(ident: int) -> None:
+        _sp.set_thread(ident)
+        _sp.set_sched(G, _sched._runq)
+    _sched.ON_INIT.append(_on_init)
+except (ImportError, AttributeError):
+    _ChanBase = _ChanBasePy
+
+
+class Chan(_ChanBase):
     """A Go channel. ``Chan()`` is unbuffered, ``Chan(n)`` buffers n values.
 
     The same object works in every worker: pass it to `go`, capture it in a
     closure, or send it over another channel. Within one worker the receiver
     gets the very object that was sent; across workers, a copy.
+
+    ``send``, ``recv``, ``recv_ok`` and iteration take a C fast path for the
+    buffered, nobody-waiting cases; the full algorithm is `_send_slow` /
+    `_recv_slow` below.
     """
 
-    __slots__ = ("_buf", "_cap", "_recvq", "_sendq", "_closed", "_id", "_r", "_stale",
-                 "__weakref__")
+    __slots__ = ("__weakref__",)
 
     def __init__(self, cap: int = 0) -> None:
         if type(cap) is not int:
@@ -159,19 +199,21 @@ class Chan:
 
     # -- sending -----------------------------------------------------------
 
-    def send(self, v: Any) -> None:
+    def _send_slow(self, v: Any) -> None:
         """Send `v`; park until a receiver takes it (unbuffered) or there is room.
 
         Raises `ClosedChannelError` if the channel is closed, also when it is
         closed while this send is parked.
         """
-        check_thread()
+        if get_ident() != _sched._hub_thread:
+            check_thread()
         if self._closed:
             raise ClosedChannelError("send on closed channel")
-        w = _pop_live(self._recvq)
-        if w is not None:
-            _wake_recv(w, v, True)
-            return
+        if self._recvq:
+            w = _pop_live(self._recvq)
+            if w is not None:
+                _wake_recv(w, v, True)
+                return
         buf = self._buf
         if len(buf) < self._cap:
             buf.append(v)
@@ -184,22 +226,25 @@ class Chan:
         r = park("chan send")
         g.waitq = None  # type: ignore[union-attr]
         if r is RETRY:
-            self.send(v)
+            self.send(v)   # the channel's class changed: its own send
 
     # -- receiving ---------------------------------------------------------
 
-    def _recv(self) -> tuple[Any, bool]:
-        check_thread()
+    def _recv_slow(self) -> tuple[Any, bool]:
+        if get_ident() != _sched._hub_thread:
+            check_thread()
         buf = self._buf
         if buf:
             v = buf.popleft()
+            if self._sendq:
+                w = _pop_live(self._sendq)
+                if w is not None:
+                    buf.append(_wake_send(w))
+            return v, True
+        if self._sendq:
             w = _pop_live(self._sendq)
             if w is not None:
-                buf.append(_wake_send(w))
-            return v, True
-        w = _pop_live(self._sendq)
-        if w is not None:
-            return _wake_send(w), True
+                return _wake_send(w), True
         if self._closed:
             return None, False
         g = _sched._cur
@@ -209,25 +254,17 @@ class Chan:
         v = park("chan receive")
         g.waitq = None  # type: ignore[union-attr]
         if v is RETRY:
-            return self._recv()
+            return self._recv_slow()  # type: ignore[no-any-return]
         return v, g.ok  # type: ignore[union-attr]
 
-    def recv(self) -> Any:
-        """Receive a value; park until one arrives. On a closed, drained channel
-        return None at once."""
-        return self._recv()[0]
+    _recv = _recv_slow
 
-    def recv_ok(self) -> tuple[Any, bool]:
-        """Receive as ``(value, ok)``; ok is False only when closed and drained."""
-        return self._recv()
+    if _ChanBase is _ChanBasePy:
+        send = _send_slow
 
     def __iter__(self) -> Iterator[Any]:
-        """Receive until the channel is closed and drained."""
-        while True:
-            v, ok = self._recv()
-            if not ok:
-                return
-            yield v
+        """Receive until the channel is closed and drained (``for v in ch``)."""
+        return self  # type: ignore[return-value]
 
     # -- closing -------------------------------------------------------------
 
@@ -343,11 +380,22 @@ class _Default:
 
 default = _Default()
 
-# bound-method function -> case kind; the runtime registers its proxy's methods.
-CASE_KINDS: dict[Callable[..., Any], int] = {
-    Chan.recv: RECV, Chan.recv_ok: RECV_OK, Chan.send: SEND,
-}
-_NIL_KINDS = {_NilChan.recv: RECV, _NilChan.recv_ok: RECV_OK, _NilChan.send: SEND}
+_KINDS = {"recv": RECV, "recv_ok": RECV_OK, "send": SEND}
+
+
+def _case_of(c: Any) -> tuple[int, Any] | None:
+    """(kind, channel) of a bound ch.recv / ch.recv_ok / ch.send, else None.
+
+    Works for Python and C bound methods alike; a nil-channel case has None.
+    """
+    ch = getattr(c, "__self__", None)
+    if isinstance(ch, Chan):
+        kind = _KINDS.get(getattr(c, "__name__", ""))
+        return None if kind is None else (kind, ch)
+    if ch is nilchan:
+        kind = _KINDS.get(getattr(c, "__name__", ""))
+        return None if kind is None else (kind, None)
+    return None
 
 
 def parse_cases(cases: tuple[Any, ...]) -> tuple[list[tuple[int, Any, Any]], int]:
@@ -365,35 +413,23 @@ def parse_cases(cases: tuple[Any, ...]) -> tuple[list[tuple[int, Any, Any]], int
             dflt = i
             out.append((-1, None, None))
             continue
-        value = None
         if type(c) is tuple:
             if len(c) != 2:
                 raise TypeError(f"select case {i}: a send case is (ch.send, value), got {c!r}")
-            c, value = c
-            fn = getattr(c, "__func__", None)
-            kind = CASE_KINDS.get(fn) if fn is not None else None  # type: ignore[arg-type]
-            if kind is None:
-                kind = _NIL_KINDS.get(fn) if fn is not None else None  # type: ignore[arg-type]
-                if kind == SEND:
-                    out.append((SEND, None, None))
-                    continue
-            if kind != SEND:
-                raise TypeError(f"select case {i}: a tuple case must be (ch.send, value), got {c!r}")
-            out.append((SEND, c.__self__, value))
+            kc = _case_of(c[0])
+            if kc is None or kc[0] != SEND:
+                raise TypeError(
+                    f"select case {i}: a tuple case must be (ch.send, value), got {c!r}")
+            out.append((SEND, kc[1], c[1]))
             continue
-        fn = getattr(c, "__func__", None)
-        kind = CASE_KINDS.get(fn) if fn is not None else None  # type: ignore[arg-type]
-        if kind is None:
-            nk = _NIL_KINDS.get(fn) if fn is not None else None  # type: ignore[arg-type]
-            if nk is not None and nk != SEND:
-                out.append((nk, None, None))
-                continue
+        kc = _case_of(c)
+        if kc is None:
             raise TypeError(
                 f"select case {i}: expected ch.recv, ch.recv_ok, (ch.send, value) or "
                 f"mpgo.default, got {c!r}")
-        if kind == SEND:
+        if kc[0] == SEND:
             raise TypeError(f"select case {i}: a send case must be written (ch.send, value)")
-        out.append((kind, c.__self__, None))
+        out.append((kc[0], kc[1], None))
     return out, dflt
 
 

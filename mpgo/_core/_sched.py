@@ -151,6 +151,7 @@ _ids = count(1)
 _new_id: Callable[[], int] = lambda: next(_ids)
 
 POOL_MAX = 1024
+ON_INIT: list[Callable[[int], None]] = []   # called with the hub thread's ident
 # Guards runnext and spawnq against the sysmon thread, which takes records
 # from a stalled hub. Never held across a switch or a call that may block.
 _qlock = threading.Lock()
@@ -178,6 +179,8 @@ def init(hooks: Hooks | None = None, new_id: Callable[[], int] | None = None) ->
     _killing = False
     _ids = count(1)
     _new_id = new_id or (lambda: next(_ids))
+    for hook in ON_INIT:
+        hook(_hub_thread)
 
 
 def in_hub_thread() -> bool:
@@ -352,12 +355,23 @@ def _schedule() -> None:
 
     Runs on the caller's greenlet; returns when that goroutine is switched back.
     """
-    global _tick, _want_hub, _cur
+    global _tick, _want_hub, _cur, _new_turn
     _tick += 1
     if not _want_hub and _tick % HUB_EVERY:
-        g = _pick()
+        # inlined _pick/_run for the common case: a woken goroutine, started
+        if _runq and not (_new_turn and (_runnext is not None or _spawnq)):
+            _new_turn = True
+            g = _runq.popleft()
+        else:
+            g = _pick()
         if g is not None:
-            _run(g)
+            gr = g.gr
+            if gr is not None:
+                _cur = g
+                g.status = RUNNING
+                gr.switch()
+            else:
+                _run(g)
             return
     _want_hub = False
     _cur = None

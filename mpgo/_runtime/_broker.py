@@ -34,7 +34,6 @@ from .._transport import _wire
 from ._supervisor import BEFORE_FLUSH, ON_RUN_START, ON_WORKER_DEATH, Supervisor, sup_handler
 
 SEND, RECV, RECV_OK = 2, 0, 1          # case kinds, as in _core._chan
-CLOSED = -1                             # CH_SENT credit value: the channel is closed
 
 
 class _Sel:
@@ -73,7 +72,8 @@ class BChan:
     """One promoted channel at the broker."""
 
     __slots__ = ("cid", "cap", "closed", "buf", "sendq", "recvq", "spec", "credits",
-                 "held", "want", "close_wait", "recalling", "drained_sent")
+                 "held", "want", "close_wait", "recalling", "drained_sent", "stale",
+                 "holders", "inflight")
 
     def __init__(self, cid: int, cap: int) -> None:
         self.cid = cid
@@ -91,6 +91,17 @@ class BChan:
         self.close_wait: dict[str, Any] | None = None
         self.recalling: set[int] = set()
         self.drained_sent: set[int] = set()
+        self.stale = 0
+        self.holders: set[int] = set()       # workers holding an object for it
+        self.inflight = 0                    # pickled references not yet opened
+
+    def sweep(self) -> None:
+        """Drop select cases whose select already fired."""
+        self.stale = 0
+        self.recvq = deque(r for r in self.recvq
+                           if not (type(r) is _SelCase and r.sel.done))
+        self.sendq = deque(s for s in self.sendq
+                           if not (type(s) is _SelCase and s.sel.done))
 
     def free(self) -> int:
         return self.cap - len(self.buf) - sum(self.held.values()) - sum(self.credits.values())
@@ -180,16 +191,32 @@ class Broker:
         sel = sc.sel
         sel.done = True
         self.send(sel.w, [_wire.SELECT_DONE, sel.ticket, sc.idx, v, ok])
+        # Its other cases are stale now: sweep a channel when they pile up
+        # (they are skipped at the head, but may sit behind live waiters).
+        for case in sel.cases:
+            c = self.chans.get(case[1]) if case[1] is not None else None
+            if c is not None:
+                c.stale += 1
+                if c.stale > 64 and c.stale * 2 > len(c.recvq) + len(c.sendq):
+                    c.sweep()
 
-    def _take_sender(self, c: BChan) -> bytes:
-        """Pop the head blocking sender, answer it, return its value."""
+    def _take_sender(self, c: BChan, into_buf: bool) -> bytes:
+        """Pop the head blocking sender, answer it, return its value.
+
+        With into_buf the value is appended to the buffer *before* the credit
+        that rides on the answer is computed (else free() counts it twice).
+        """
         s = c.sendq.popleft()
         if type(s) is _SelCase:
-            s.sel.done = True
-            self.send(s.sel.w, [_wire.SELECT_DONE, s.sel.ticket, s.idx, None, True])
-            return s.value  # type: ignore[no-any-return]
+            v = s.value
+            if into_buf:
+                c.buf.append(v)
+            self._fire_sel(s, None, True)
+            return v  # type: ignore[no-any-return]
         w, ticket, v = s
-        self.send(w, [_wire.CH_SENT, ticket, self._grant(c, w) if c.cap else 0])
+        if into_buf:
+            c.buf.append(v)
+        self.send(w, [_wire.CH_SENT, ticket, self._grant(c, w) if c.cap else 0, False])
         return v  # type: ignore[no-any-return]
 
     def _grant(self, c: BChan, w: int) -> int:
@@ -208,7 +235,7 @@ class Broker:
                 s = self._next_sender(c)
                 if s is None:
                     break
-                c.buf.append(self._take_sender(c))
+                self._take_sender(c, True)
             # values to receivers: committed first, FIFO
             while c.buf:
                 r = self._next_receiver(c)
@@ -228,7 +255,7 @@ class Broker:
                         break
             # room after all that: blocked senders again, then credit wanters
             while c.sendq and c.free() > 0 and self._next_sender(c) is not None:
-                c.buf.append(self._take_sender(c))
+                self._take_sender(c, True)
                 r = self._next_receiver(c)
                 if r is not None:
                     self._give(c, r, c.buf.popleft())
@@ -251,7 +278,7 @@ class Broker:
                     break
                 if type(s) is _SelCase and type(r) is _SelCase and s.sel is r.sel:
                     break       # a select cannot rendezvous with itself
-                v = self._take_sender(c)
+                v = self._take_sender(c, False)
                 self._give(c, r, v)
         self._maybe_recall_or_drain(c)
 
@@ -313,7 +340,7 @@ class Broker:
             if c.buf:
                 v = c.buf.popleft()
             elif self._next_sender(c) is not None:
-                v = self._take_sender(c)
+                v = self._take_sender(c, False)
             else:
                 self.send(w, [_wire.SELECT_DONE, ticket, i, None, False])
                 return
@@ -358,7 +385,7 @@ class Broker:
                     s.sel.done = True
                     self.send(s.sel.w, [_wire.SELECT_DONE, s.sel.ticket, s.idx, None, "closed"])
             else:
-                self.send(s[0], [_wire.CH_SENT, s[1], CLOSED])
+                self.send(s[0], [_wire.CH_SENT, s[1], 0, True])
         # every worker that knows the channel hears of the close; credit holders ack
         holders = {x for x, n in c.credits.items() if n > 0}
         c.close_wait = {"w": w, "ticket": ticket, "left": set(holders)}
@@ -478,11 +505,20 @@ def _h_send(sup: Supervisor, src: int, f: list[Any]) -> None:
     b = _broker(sup)
     ticket, v = f[2], f[3]
     if c.closed:
-        b.send(src, [_wire.CH_SENT, ticket, CLOSED])
+        b.send(src, [_wire.CH_SENT, ticket, 0, True])
         return
-    if c.cap and c.free() > 0 and not c.sendq:
+    if c.cap and c.credits.get(src, 0) > 0:
+        # The sender's own credit is on its way to it (CH_CREDIT in flight):
+        # this send uses one of those slots; the answer takes it back (-1),
+        # and arrives after the CH_CREDIT (one FIFO link), so both agree.
+        c.credits[src] -= 1
+        if not c.credits[src]:
+            del c.credits[src]
         c.buf.append(v)
-        b.send(src, [_wire.CH_SENT, ticket, b._grant(c, src)])
+        b.send(src, [_wire.CH_SENT, ticket, -1, False])
+    elif c.cap and c.free() > 0 and not c.sendq:
+        c.buf.append(v)
+        b.send(src, [_wire.CH_SENT, ticket, b._grant(c, src), False])
     else:
         c.sendq.append((src, ticket, v))
     b.pump(c)
@@ -618,7 +654,7 @@ def _h_len(sup: Supervisor, src: int, f: list[Any]) -> None:
 def _h_select(sup: Supervisor, src: int, f: list[Any]) -> None:
     b = _broker(sup)
     ticket, cases, dflt = f[1], f[2], f[3]
-    missing = [case[1] for case in cases if case[1] not in b.chans]
+    missing = [case[1] for case in cases if case[1] is not None and case[1] not in b.chans]
     if missing:
         # a channel whose PROMOTE has not arrived yet: wait for it, then retry
         b.pending.setdefault(missing[0], []).append((src, f))

@@ -40,7 +40,6 @@ from .._transport._link import SUPERVISOR
 from . import _worker
 from ._worker import current_worker, handler, refuse_sysmon
 
-CLOSED = -1
 _DRAINED = object()
 MAX_PREFETCH = 256
 
@@ -148,6 +147,8 @@ class RemoteChan(Chan):
             px.credits += credit
             px.grant = credit
             px.want_sent = False
+        elif credit < 0:
+            px.credits += credit        # the broker used one of our in-flight credits
 
     def _recv(self) -> tuple[Any, bool]:
         px = self._px()
@@ -189,6 +190,26 @@ class RemoteChan(Chan):
             return None, False
         return _wire.decode(r), True
 
+    _recv_slow = _recv
+
+    def _send_slow(self, v: Any) -> None:
+        self.send(v)
+
+    def recv(self) -> Any:
+        return self._recv()[0]
+
+    def recv_ok(self) -> tuple[Any, bool]:
+        return self._recv()
+
+    def __iter__(self) -> Any:
+        return self
+
+    def __next__(self) -> Any:
+        v, ok = self._recv()
+        if not ok:
+            raise StopIteration
+        return v
+
     def close(self) -> None:
         px = self._px()
         w = _worker.W
@@ -225,11 +246,6 @@ class RemoteChan(Chan):
 
     def __reduce__(self) -> Any:
         return (_chan_ref, (self._id, self._cap))
-
-
-_chan.CASE_KINDS[RemoteChan.recv] = _chan.RECV
-_chan.CASE_KINDS[RemoteChan.recv_ok] = _chan.RECV_OK
-_chan.CASE_KINDS[RemoteChan.send] = _chan.SEND
 
 
 def _chan_ref(cid: int, cap: int) -> RemoteChan:
@@ -304,31 +320,31 @@ class _Hooks(_chan.ChanHooks):
 _chan.HOOKS = _Hooks()
 
 
+def _give_back(w: Any, px: _Px) -> None:
+    """Return px's prefetched values and unused credit to the broker. Hub thread."""
+    if not px.cache and not px.credits:
+        return
+    vals = list(px.cache)
+    px.cache.clear()
+    credits, px.credits = px.credits, 0
+    px.spec_asked = 0
+    px.prefetch = max(1, px.prefetch // 2)
+    _move_now(w, px)
+    w.send(SUPERVISOR, [_wire.CH_RETURN, px.cid, vals, credits])
+
+
 def select_remote(parsed: list[tuple[int, Any, Any]], dflt: int) -> tuple[int, Any]:
     """Select over cases of which at least one channel is promoted. Any goroutine."""
     w = current_worker()
     for _kind, ch, _v in parsed:
         if ch is not None and type(ch) is Chan:
             promote(ch)
-    # Cases that can proceed right here: prefetched values, credit.
-    local = []
-    for i, (kind, ch, _v) in enumerate(parsed):
-        if ch is None:
-            continue
-        px = ch._px()
-        if kind == SEND:
-            if px.closed_seen or px.credits > 0:
-                local.append(i)
-        elif px.cache:
-            local.append(i)
-    if local:
-        i = local[0] if len(local) == 1 else local[_chan._rand.randrange(len(local))]
-        kind, ch, v = parsed[i]
-        if kind == SEND:
-            ch.send(v)
-            return i, None
-        val, ok = ch._recv()
-        return i, ((val, ok) if kind == RECV_OK else val)
+    # The broker must see the channels' whole state to choose uniformly among
+    # the ready cases (P6): values prefetched here and unused credit go back
+    # first (the frames precede SELECT on the same link).
+    for _kind, ch, _v in parsed:
+        if ch is not None:
+            _give_back(w, ch._px())
     cases: list[list[Any]] = []
     for kind, ch, v in parsed:
         if ch is None:
@@ -373,7 +389,7 @@ def _h_sent(src: int, f: list[Any]) -> None:
     g = w.tickets.pop(f[1], None)
     if g is None:
         return
-    if f[2] == CLOSED:
+    if f[3]:
         _sched.ready_err(g, ClosedChannelError("send on closed channel"))
     else:
         _sched.ready(g, f[2])

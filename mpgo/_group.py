@@ -1,0 +1,302 @@
+"""Structured concurrency: `Group` (errgroup with a pool) and `map_` (``mpgo.map``).
+
+Strategy
+--------
+An exception escaping a goroutine is fatal to the run, so both tools run the
+caller's function inside a wrapper goroutine that catches `Exception` and
+returns it as a value; the result travels home by the runtime's own path (the
+goroutine's result, brought back by `Goroutine.join`). An exception that
+cannot make the trip (unpicklable, or not rebuildable on the other side) is
+replaced, in the worker where it was raised, by a `RemoteException` carrying
+its type name, text and traceback; one that can make it gets the remote
+traceback as its ``__cause__`` (as `concurrent.futures` does).
+
+`Group`:
+* ``_first`` (`AtomicInt`) holds 1 + the index of the first task that failed:
+  the failing task CASes it from 0 and, if it won, cancels ``ctx`` before it
+  returns. "First" is first in time, in any worker.
+* ``limit`` is a token channel of that capacity: `go` sends a token before it
+  spawns (so it blocks while `limit` tasks hold one), the task receives one
+  when it finishes. Invariant: tasks running ≤ tokens held ≤ limit, in the
+  whole run, since the channel is one channel in every worker.
+* Tasks are plain `go` goroutines: they start on the caller's worker and idle
+  workers steal them, so they spread over every worker.
+
+`map_` runs batches: each goroutine applies `fn` to a list of items and
+reports how long that took; the next batch size aims at `TARGET` seconds of
+work per batch (growing at most ×8 per measurement, shrinking at once), so
+CPU-heavy items go one per goroutine and tiny ones by thousands. At most
+`window` batches are in flight; the input is read only to fill that window.
+
+Who may call: `Group()` and its methods from goroutines of the worker that
+made the group (a Group does not pickle: a task that captures it stays in
+that worker); ``g.ctx`` anywhere. `map_` from any goroutine; its iterator in
+the goroutine that made it.
+"""
+
+from __future__ import annotations
+
+import pickle
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
+from time import monotonic, perf_counter
+from typing import Any
+
+from ._context import CANCELED, Context, _CancelCtx, background, with_cancel
+from ._core._chan import Chan, default, select
+from ._errors import RemoteException, RemoteTraceback
+from ._runtime._goroutine import Goroutine, go
+from ._runtime._worker import current_worker
+from ._sync import AtomicInt
+from ._transport import _wire
+
+__all__ = ["Group", "map_"]
+
+TARGET = 0.002          # seconds of work per map batch
+GROWTH = 8              # the most a batch grows per measurement
+MAX_BATCH = 8192        # bounds the items in flight for lazy inputs
+WINDOW_PER_WORKER = 4   # map batches in flight per worker (without a limit)
+
+# (exception, remote traceback text or "")
+_Failure = tuple[BaseException, str]
+
+
+def _portable(e: BaseException, home: int) -> _Failure:
+    """`e` as it can reach worker `home`. Called in the task, where `e` was raised."""
+    if current_worker().wid == home:
+        return e, ""                        # never pickled: the very object, traceback intact
+    tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+    try:
+        pickle.loads(_wire.dumps(e))        # will it survive the trip?
+    except Exception:  # noqa: BLE001 - pickling and unpickling raise anything
+        return RemoteException(type(e).__qualname__, str(e), tb), tb
+    return e, tb
+
+
+def _revive(f: _Failure) -> BaseException:
+    """The exception of a failure, with its remote traceback as the cause. Home side."""
+    e, tb = f
+    if tb and not isinstance(e, RemoteException):
+        e.__cause__ = RemoteTraceback(tb)
+    return e
+
+
+# ---------------------------------------------------------------------------
+# Group
+# ---------------------------------------------------------------------------
+
+def _task(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+          ctx: _CancelCtx, first: AtomicInt, sem: Chan | None, home: int,
+          idx: int) -> tuple[bool, Any]:
+    """One task of a Group: (True, value) or (False, failure). Any worker.
+
+    (`fn` comes first: when it cannot be pickled, pickling the record fails
+    before it reaches, and promotes, the group's channels.)
+    """
+    try:
+        return True, fn(*args, **kwargs)
+    except Exception as e:  # noqa: BLE001 - carried to wait(), as errgroup returns errors
+        failure = _portable(e, home)
+        if first.cas(0, idx + 1):
+            ctx._cancel(CANCELED)
+        return False, failure
+    finally:
+        if sem is not None:
+            sem.recv()                      # give back the token
+
+
+class Group:
+    """Go's errgroup with a goroutine pool.
+
+    ``g.go(fn, *args, **kwargs)`` starts a task; ``g.wait()`` waits for every
+    task and returns their results in submission order, or raises the first
+    exception (first in time). That exception cancels ``g.ctx`` at once; so
+    does `wait` returning. With `limit`, at most `limit` tasks of this group
+    run at once across all workers: `go` blocks until one finishes.
+    `parent` is the context ``g.ctx`` derives from.
+
+    Also a context manager: leaving the block waits (and cancels ``g.ctx``
+    first if the block raised).
+    """
+
+    def __init__(self, limit: int | None = None, parent: Context | None = None) -> None:
+        w = current_worker()
+        if limit is not None:
+            if isinstance(limit, bool) or not isinstance(limit, int):
+                raise TypeError(f"limit must be an int or None, not {type(limit).__name__}")
+            if limit < 1:
+                raise ValueError(f"limit must be >= 1, got {limit}")
+        self.limit = limit
+        ctx, self._cancel = with_cancel(background() if parent is None else parent)
+        assert isinstance(ctx, _CancelCtx)
+        self.ctx: Context = ctx
+        self._home = w.wid
+        self._first = AtomicInt(0)
+        self._sem: Chan | None = Chan(limit) if limit is not None else None
+        self._pending: list[tuple[int, Goroutine]] = []
+        self._results: list[Any] = []
+        self._failures: dict[int, _Failure] = {}
+
+    def go(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None:
+        """Start ``fn(*args, **kwargs)`` as a task; blocks while `limit` tasks run."""
+        if not callable(fn):
+            raise TypeError(f"Group.go: {fn!r} is not callable")
+        if self._sem is not None:
+            self._sem.send(None)
+        self._spawn(fn, args, kwargs)
+
+    def try_go(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> bool:
+        """Start the task only if that does not exceed `limit`; whether it started."""
+        if not callable(fn):
+            raise TypeError(f"Group.try_go: {fn!r} is not callable")
+        if self._sem is not None and select((self._sem.send, None), default)[0] == 1:
+            return False
+        self._spawn(fn, args, kwargs)
+        return True
+
+    def _spawn(self, fn: Callable[..., Any], args: tuple[Any, ...],
+               kwargs: dict[str, Any]) -> None:
+        idx = len(self._results)
+        self._results.append(None)
+        h = go(_task, fn, args, kwargs, self.ctx, self._first, self._sem, self._home, idx)
+        self._pending.append((idx, h))
+
+    def wait(self) -> list[Any]:
+        """Wait for every task; their results in submission order, or raise the
+        first exception. Cancels ``g.ctx``. May be called again after more `go`."""
+        pending, self._pending = self._pending, []
+        for idx, h in pending:
+            try:
+                ok, v = h.join()
+            except Exception as e:  # noqa: BLE001 - e.g. a result that could not come back
+                ok, v = False, (e, "")
+                self._first.cas(0, idx + 1)
+            if ok:
+                self._results[idx] = v
+            else:
+                self._failures[idx] = v
+        self._cancel()
+        first = self._first.load()
+        if first:
+            raise _revive(self._failures[first - 1])
+        return list(self._results)
+
+    def __enter__(self) -> Group:
+        return self
+
+    def __exit__(self, typ: Any, exc: Any, tb: Any) -> None:
+        if exc is None:
+            self.wait()
+            return
+        self._cancel()
+        try:
+            self.wait()
+        except Exception:  # noqa: BLE001 - the block's own exception wins
+            pass
+
+    def __reduce__(self) -> Any:
+        raise TypeError("an mpgo.Group is used only in the worker that made it "
+                        "(pass g.ctx to other workers, not g)")
+
+    def __repr__(self) -> str:
+        return f"<mpgo.Group limit={self.limit} tasks={len(self._results)}>"
+
+
+# ---------------------------------------------------------------------------
+# map
+# ---------------------------------------------------------------------------
+
+def _run_batch(fn: Callable[..., Any], items: list[Any], star: bool,
+               home: int) -> tuple[list[Any], float, _Failure | None]:
+    """Apply fn to each item: (results so far, seconds, failure or None). Any worker."""
+    out: list[Any] = []
+    ap = out.append
+    t0 = perf_counter()
+    try:
+        if star:
+            for a in items:
+                ap(fn(*a))
+        else:
+            for x in items:
+                ap(fn(x))
+    except Exception as e:  # noqa: BLE001 - raised where the caller iterates to it
+        return out, perf_counter() - t0, _portable(e, home)
+    return out, perf_counter() - t0, None
+
+
+def _next_size(size: int, n: int, seconds: float, cap: int) -> int:
+    """The next batch size after `n` items took `seconds`."""
+    want = int(n * TARGET / seconds) if seconds > 0 else size * GROWTH
+    return max(1, min(want, size * GROWTH, cap))
+
+
+def map_(fn: Callable[..., Any], /, *iterables: Iterable[Any], limit: int | None = None,
+         timeout: float | None = None, chunksize: int | None = None) -> Iterator[Any]:
+    """Parallel map over the workers: an iterator of ``fn(x)`` in input order.
+
+    A drop-in for ``ProcessPoolExecutor.map``: several iterables are zipped;
+    the first exception is raised when iteration reaches it; `timeout` counts
+    from this call (`TimeoutError`). Lazy: the input is read only as far as
+    the batches in flight need (at most `limit` batches, default four per
+    worker). Batches are sized automatically unless `chunksize` is given.
+    Any goroutine; iterate in the same goroutine.
+    """
+    w = current_worker()
+    if not callable(fn):
+        raise TypeError(f"map: {fn!r} is not callable")
+    if not iterables:
+        raise TypeError("map: needs at least one iterable")
+    for name, v in (("limit", limit), ("chunksize", chunksize)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ValueError(f"map: {name} must be a positive int or None, got {v!r}")
+    window = limit if limit is not None else WINDOW_PER_WORKER * w.n
+    cap = MAX_BATCH
+    try:
+        n = min(len(it) for it in iterables)  # type: ignore[arg-type]
+        cap = max(1, min(cap, -(-n // (2 * w.n))))   # at least two batches per worker
+    except TypeError:
+        pass
+    star = len(iterables) > 1
+    it = zip(*iterables, strict=False) if star else iter(iterables[0])
+    deadline = None if timeout is None else monotonic() + float(timeout)
+    return _map_gen(fn, it, star, window, chunksize, cap, deadline, w.wid)
+
+
+def _map_gen(fn: Callable[..., Any], it: Iterator[Any], star: bool, window: int,
+             chunksize: int | None, cap: int, deadline: float | None,
+             home: int) -> Iterator[Any]:
+    size = chunksize or 1
+    pending: deque[tuple[int, Goroutine]] = deque()
+    input_error: BaseException | None = None
+    exhausted = False
+
+    def fill() -> None:
+        """Start batches until `window` are in flight or the input ends."""
+        nonlocal exhausted, input_error
+        while not exhausted and len(pending) < window:
+            try:
+                batch = list(islice(it, size))
+            except Exception as e:  # noqa: BLE001 - raised after the items before it
+                input_error, exhausted = e, True
+                return
+            if len(batch) < size:
+                exhausted = True
+            if batch:
+                pending.append((len(batch), go(_run_batch, fn, batch, star, home)))
+
+    fill()
+    while pending:
+        n, h = pending.popleft()
+        wait = None if deadline is None else max(0.0, deadline - monotonic())
+        out, seconds, failure = h.join(wait)
+        if failure is not None:
+            yield from out
+            raise _revive(failure)
+        if chunksize is None:
+            size = _next_size(size, n, seconds, cap)
+        fill()                      # keep the workers busy while the caller consumes
+        yield from out
+    if input_error is not None:
+        raise input_error
