@@ -148,6 +148,16 @@ class Broker:
     def chan(self, cid: int) -> BChan | None:
         return self.chans.get(cid)
 
+    def maybe_free(self, c: BChan) -> None:
+        """Drop a promoted channel no worker holds and no message refers to.
+
+        Nobody can ever use it again (every object is gone, no pickled
+        reference is in flight), so whatever it still buffers is unreachable,
+        as a Go channel that became garbage.
+        """
+        if c.cid > 0 and not c.holders and c.inflight <= 0:
+            self.chans.pop(c.cid, None)
+
     # -- matching ------------------------------------------------------------
 
     def _next_receiver(self, c: BChan) -> Any:
@@ -474,10 +484,41 @@ def _h(kind: int) -> Any:
 @_h(_wire.CH_OPEN)
 def _h_open(sup: Supervisor, src: int, f: list[Any]) -> None:
     b = _broker(sup)
-    cid, cap, born = f[1], f[2], f[3]
-    if cid not in b.chans and born:
-        b.chans[cid] = BChan(cid, cap)
+    cid, cap, born, ref = f[1], f[2], f[3], f[4]
+    c = b.chans.get(cid)
+    if c is None:
+        if not born:
+            b.pending.setdefault(cid, []).append((src, f))   # PROMOTE not here yet
+            return
+        c = b.chans[cid] = BChan(cid, cap)
         _replay(sup, cid)
+    c.holders.add(src)
+    c.inflight -= ref
+
+
+@_h(_wire.CH_REF)
+def _h_ref(sup: Supervisor, src: int, f: list[Any]) -> None:
+    c = _chan_or_defer(sup, src, f)
+    if c is not None:
+        c.inflight += 1
+
+
+@_h(_wire.CH_UNREF)
+def _h_unref(sup: Supervisor, src: int, f: list[Any]) -> None:
+    c = _chan_or_defer(sup, src, f)
+    if c is not None:
+        c.inflight -= 1
+        _broker(sup).maybe_free(c)
+
+
+@_h(_wire.CH_FORGET)
+def _h_forget(sup: Supervisor, src: int, f: list[Any]) -> None:
+    if f[2] != sup.run_id:
+        return
+    c = _chan_or_defer(sup, src, f)
+    if c is not None:
+        c.holders.discard(src)
+        _broker(sup).maybe_free(c)
 
 
 @_h(_wire.CH_PROMOTE)
@@ -488,6 +529,7 @@ def _h_promote(sup: Supervisor, src: int, f: list[Any]) -> None:
     if c is None:
         c = b.chans[cid] = BChan(cid, cap)
     c.closed = closed
+    c.holders.add(src)
     c.buf.extend(values)
     for ticket, v in senders:
         c.sendq.append((src, ticket, v))

@@ -53,7 +53,7 @@ class _Px:
 
     __slots__ = ("cid", "cap", "run", "credits", "grant", "want_sent", "puts", "recvq",
                  "asked", "spec_asked", "prefetch", "cache", "consumed", "reported",
-                 "closed_seen", "drained", "__weakref__")
+                 "closed_seen", "drained", "forgotten", "__weakref__")
 
     def __init__(self, cid: int, cap: int, run: int) -> None:
         self.cid = cid
@@ -72,6 +72,7 @@ class _Px:
         self.reported = 0
         self.closed_seen = False
         self.drained = False
+        self.forgotten = 0        # 1: the object died; 2: CH_FORGET queued
 
 
 def _move(px: _Px, queue: Any) -> None:
@@ -85,6 +86,9 @@ def _move(px: _Px, queue: Any) -> None:
     if c:
         px.reported += c
         queue.append((SUPERVISOR, [_wire.CH_CONSUMED, px.cid, c]))
+    if px.forgotten == 1:
+        px.forgotten = 2
+        queue.append((SUPERVISOR, [_wire.CH_FORGET, px.cid, px.run]))
 
 
 def _pre_flush(from_hub: bool) -> None:
@@ -117,10 +121,7 @@ class RemoteChan(Chan):
         px: _Px | None = self._r
         w = current_worker()
         if px is None or px.run != w.run:
-            px = _Px(self._id, self._cap, w.run)
-            self._r = px
-            _table[self._id] = self
-            w.send(SUPERVISOR, [_wire.CH_OPEN, self._id, self._cap, self._id < 0])
+            px = _open(self, w, 0)
         return px
 
     def send(self, v: Any) -> None:
@@ -245,12 +246,42 @@ class RemoteChan(Chan):
         w.send(SUPERVISOR, [_wire.CH_TRYSEND, px.cid, _wire.encode(value)])
 
     def __reduce__(self) -> Any:
+        w = _worker.W
+        if w is not None and self._id > 0:
+            w.link.queue.append((SUPERVISOR, [_wire.CH_REF, self._id]))
         return (_chan_ref, (self._id, self._cap))
 
 
+def _open(ch: RemoteChan, w: Any, ref: int) -> _Px:
+    """This worker starts holding ch for this run: tell the broker (holder, and
+    the in-flight reference it consumed), watch the object's death. Hub thread."""
+    px = _Px(ch._id, ch._cap, w.run)
+    ch._r = px
+    _table[ch._id] = ch
+    w.send(SUPERVISOR, [_wire.CH_OPEN, ch._id, ch._cap, ch._id < 0, ref])
+    if ch._id > 0:
+        weakref.finalize(ch, _collected, px)
+    return px
+
+
+def _collected(px: _Px) -> None:
+    """The worker's object for a promoted channel was collected (any thread,
+    any moment: only flags, the next flush sends CH_FORGET)."""
+    px.forgotten = 1
+    _dirty.add(px)
+
+
 def _chan_ref(cid: int, cap: int) -> RemoteChan:
+    """Unpickle a channel reference: this process's one object for cid."""
+    w = _worker.W
     ch = _table.get(cid)
     if ch is not None:
+        if w is not None and cid > 0:
+            px = ch._r
+            if px is not None and px.run == w.run:
+                w.send(SUPERVISOR, [_wire.CH_UNREF, cid])
+            else:
+                _open(ch, w, 1)
         return ch
     ch = RemoteChan.__new__(RemoteChan)
     ch._buf = deque()
@@ -262,6 +293,8 @@ def _chan_ref(cid: int, cap: int) -> RemoteChan:
     ch._r = None
     ch._stale = 0
     _table[cid] = ch
+    if w is not None and w.run:
+        _open(ch, w, 1 if cid > 0 else 0)
     return ch
 
 
@@ -298,6 +331,7 @@ def promote(ch: Chan) -> None:
     ch.__class__ = RemoteChan
     px.closed_seen = closed
     _table[cid] = ch  # type: ignore[assignment]
+    weakref.finalize(ch, _collected, px)
     w.send(SUPERVISOR, [_wire.CH_PROMOTE, cid, ch._cap, closed, values, [], 0])
 
 

@@ -182,6 +182,9 @@ CH_DRAINED = 48
 CH_OPEN = 49
 CH_TRYSEND = 50
 CH_CONSUMED = 51
+CH_REF = 52          # w->B [CH_REF, cid]: a reference was pickled (in flight)
+CH_UNREF = 53        # w->B [CH_UNREF, cid]: an in-flight reference arrived where one is held
+CH_FORGET = 54       # w->B [CH_FORGET, cid, run]: this worker's last object for cid is gone
 
 LK_WAIT = 60         # w->S [LK_WAIT, slot, kind, gid, ticket, timeout]
 LK_WAKE = 61         # w->S [LK_WAKE, slot, kind, arg]
