@@ -166,17 +166,18 @@ class Group:
     def wait(self) -> list[Any]:
         """Wait for every task; their results in submission order, or raise the
         first exception. Cancels ``g.ctx``. May be called again after more `go`."""
-        pending, self._pending = self._pending, []
-        for idx, h in pending:
-            try:
-                ok, v = h.join()
-            except Exception as e:  # noqa: BLE001 - e.g. a result that could not come back
-                ok, v = False, (e, "")
-                self._first.cas(0, idx + 1)
-            if ok:
-                self._results[idx] = v
-            else:
-                self._failures[idx] = v
+        while self._pending:                # tasks may add tasks while we wait
+            pending, self._pending = self._pending, []
+            for idx, h in pending:
+                try:
+                    ok, v = h.join()
+                except Exception as e:  # noqa: BLE001 - e.g. a result that could not come back
+                    ok, v = False, (e, "")
+                    self._first.cas(0, idx + 1)
+                if ok:
+                    self._results[idx] = v
+                else:
+                    self._failures[idx] = v
         self._cancel()
         first = self._first.load()
         if first:

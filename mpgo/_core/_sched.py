@@ -124,6 +124,9 @@ class Hooks:
     def idle(self) -> None:
         """Nothing is runnable: look for work elsewhere before sleeping."""
 
+    def offload(self) -> None:
+        """A stealable record is about to start here: hand some to idle workers first."""
+
     def start(self, g: G) -> None:
         """Called on the new goroutine's greenlet before its body runs: decode a shipped record."""
 
@@ -221,6 +224,7 @@ def new_g(fn: Callable[..., Any] | None, args: tuple[Any, ...],
           kwargs: dict[str, Any] | None, gid: int | None = None) -> G:
     """Make a G (not yet queued). Hub thread only."""
     g = G(_new_id() if gid is None else gid, fn, args, kwargs)
+    g.since = _monotonic()          # spawn time until it first parks
     _live[g.id] = g
     return g
 
@@ -339,6 +343,10 @@ def _pick() -> G | None:
         return _runq.popleft()
     if _runnext is None and not _spawnq:
         return None
+    if _runnext is None:
+        # About to start a stealable record here for good (a started goroutine
+        # never moves): first let the runtime hand records to idle workers.
+        _hooks.offload()
     with _qlock:
         _new_turn = False
         g = _runnext

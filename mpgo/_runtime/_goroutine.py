@@ -13,7 +13,7 @@ from typing import Any
 from .._core import _sched
 from .._core._sched import DEAD, G
 from .._transport import _arena, _wire
-from .._transport._arena import H_GID, W_LIVE, worker_off
+from .._transport._arena import H_GID, W_LIVE, W_NRUN, worker_off
 from .._transport._atomic import add, load
 from . import _worker
 from ._worker import current_worker
@@ -152,8 +152,28 @@ def go(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Goroutine:
     g = _sched.new_g(fn, args, kwargs or None, gid=add(H_GID, 1))
     g.home = w.wid
     add(w.off_live, 1)
+    dst = w.place(g)
+    if dst != w.wid and _ship_one(w, g, dst):
+        return Goroutine(g, g.id, w.wid)
+    add(w.off_nrun, 1)
     _sched.spawn(g)
     return Goroutine(g, g.id, w.wid)
+
+
+def _ship_one(w: Any, g: G, dst: int) -> bool:
+    """Start new goroutine g on worker dst; False if it cannot be pickled."""
+    try:
+        blob = _wire.dumps((g.fn, g.args, g.kwargs))
+    except TypeError:
+        return False
+    add(worker_off(dst, W_NRUN), 1)
+    _sched._live.pop(g.id, None)
+    g.fn = None
+    g.args = ()
+    g.kwargs = None
+    w.shipped[g.id] = g
+    w.send(dst, [_wire.RECORDS, [[g.id, g.home, blob]]])
+    return True
 
 
 def go_on(worker: int, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Goroutine:
@@ -171,16 +191,11 @@ def go_on(worker: int, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> 
     g.home = w.wid
     add(w.off_live, 1)
     if worker == w.wid:
+        add(w.off_nrun, 1)
         g.pinned = True
         _sched._runq.append(g)
-    else:
-        blob = _wire.dumps((fn, args, kwargs or None))
-        _sched._live.pop(g.id, None)
-        g.fn = None
-        g.args = ()
-        g.kwargs = None
-        w.shipped[g.id] = g
-        w.send(worker, [_wire.RECORDS, [[g.id, g.home, blob]]])
+    elif not _ship_one(w, g, worker):
+        raise TypeError(f"go_on: {fn!r} or its arguments cannot be pickled")
     return Goroutine(g, g.id, w.wid)
 
 
@@ -192,6 +207,7 @@ def go_local(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Goroutine:
     g.home = w.wid
     g.pinned = True
     add(w.off_live, 1)
+    add(w.off_nrun, 1)
     _sched._runq.append(g)
     return Goroutine(g, g.id, w.wid)
 

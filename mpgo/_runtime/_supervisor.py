@@ -42,6 +42,7 @@ from .._transport._arena import (
     W_EPOCH,
     W_FDS,
     W_IDLE,
+    W_NRUN,
     W_RECV,
     W_SENT,
     W_STEALABLE,
@@ -214,6 +215,10 @@ class Supervisor:
         store(H_GID, 0)
         for hook in ON_RUN_START:
             hook(self)
+        # Every worker but 0 starts the run idle: say so now, so that main's
+        # first spawns are handed out before main's own worker starts them.
+        for wid in range(1, self.n):
+            _arena.set_idle(wid)
         for wid in range(self.n):
             self.send(wid, [_wire.START_RUN, self.run_id, main_blob if wid == 0 else None])
         self.link.flush()
@@ -575,6 +580,7 @@ def _give_global(sup: Supervisor, dst: int) -> None:
     recs = [q.popleft() for _ in range(min(n, len(q)))]
     if recs:
         add(H_GLOBALQ, -len(recs))
+        add(worker_off(dst, W_NRUN), len(recs))
     sup.send(dst, [_wire.RECORDS, recs])
 
 

@@ -42,6 +42,7 @@ from .._transport._arena import (
     W_FDS,
     W_IDLE,
     W_LIVE,
+    W_NRUN,
     W_RECV,
     W_RUNNING,
     W_SENT,
@@ -58,6 +59,9 @@ HOG_THRESHOLD = float(os.environ.get("MPGO_HOG_THRESHOLD", "1.0"))
 STALL = 0.002           # sysmon acts for a hub that has not ticked for this long
 STEAL_RETRY = 0.05      # give up on an unanswered steal request after this long
 MAX_SHIP = 256          # records per hand-out (Go's runq holds 256): bounds a steal's cost
+STEAL_GRACE = 0.001     # a running hub keeps records this young from thieves
+STEAL_GRACE_LOADED = 0.01   # ... and this young from thieves that have goroutines
+STEAL_OLD = 1 << 20     # steal-request flag: the thief has goroutines (parked)
 
 Handler = Callable[[int, list[Any]], None]
 HANDLERS: dict[int, Handler] = {}
@@ -132,6 +136,7 @@ class Worker(_sched.Hooks):
         self._ticket = 0
         self.steal_pending = 0.0               # deadline of our unanswered steal request
         self.steal_victim = -1
+        self.steal_old_only = False
         self.global_pending = False
         self.future: list[list[Any]] = []      # messages of a run not started here yet
         self.exiting = False
@@ -155,6 +160,11 @@ class Worker(_sched.Hooks):
         self.off_timers = worker_off(wid, W_TIMERS)
         self.off_sysmon = worker_off(wid, W_SYSMON)
         self.off_fds = worker_off(wid, W_FDS)
+        self.off_nrun = worker_off(wid, W_NRUN)
+        self.nrun_offs = [worker_off(v, W_NRUN) for v in range(n) if v != wid]
+        self.burst_fn: Any = None
+        self.burst_tick = -1
+        self.nrun_wids = [v for v in range(n) if v != wid]
         self.io: Any = None
         self.on_run_start: list[Callable[[], None]] = []
         self.on_run_end: list[Callable[[], None]] = []
@@ -252,6 +262,29 @@ class Worker(_sched.Hooks):
         elif not self.arriving and _arena.any_idle(self.n):
             self.wakep()
 
+    def place(self, g: G) -> int:
+        """Where a new goroutine of a spawn burst should start (go()).
+
+        A burst is several spawns of the same function by one goroutine with
+        no park in between: a pool of workers, a batch of tasks. Started
+        goroutines never move between processes, so their placement is
+        decided here: each goes to the least-loaded worker (load = goroutines
+        queued or started there, W_NRUN), this one on ties. The first of a
+        burst stays here, so spawn-then-join stays local.
+        """
+        fn = g.fn
+        tick = _sched._tick
+        if fn is not self.burst_fn or tick != self.burst_tick or self.n == 1:
+            self.burst_fn = fn
+            self.burst_tick = tick
+            return self.wid
+        best, best_n = self.wid, load(self.off_nrun)
+        for v, off in zip(self.nrun_wids, self.nrun_offs, strict=True):
+            k = load(off)
+            if k < best_n:
+                best, best_n = v, k
+        return best
+
     def publish(self) -> None:
         n = 1 if _sched._spawnq else 0
         if n != self.published:
@@ -266,6 +299,7 @@ class Worker(_sched.Hooks):
             g.fn, g.args, g.kwargs = pickle.loads(blob)
 
     def exited(self, g: G) -> None:
+        add(self.off_nrun, -1)
         add(self.off_live, -1)
         if g is self.main_g:
             self._main_done(g)
@@ -301,6 +335,7 @@ class Worker(_sched.Hooks):
         if self.steal_pending or self.global_pending:
             if self.steal_pending and time.monotonic() > self.steal_pending:
                 cas(worker_off(self.steal_victim, W_STEAL_REQ), self.wid + 1, 0)
+                cas(worker_off(self.steal_victim, W_STEAL_REQ), (self.wid + 1) | STEAL_OLD, 0)
                 self.steal_pending = 0.0
             else:
                 return
@@ -312,9 +347,17 @@ class Worker(_sched.Hooks):
             return
         victims = [v for v in range(self.n)
                    if v != self.wid and load(worker_off(v, W_STEALABLE)) > 0]
+        if victims and load(self.off_nrun) > 0:
+            # This worker has goroutines, parked for now (a pool worker waiting
+            # on a channel): it takes only records that waited long elsewhere,
+            # since whatever starts here stays here (see place()).
+            self.steal_old_only = True
+        else:
+            self.steal_old_only = False
         if victims:
             v = victims[0] if len(victims) == 1 else self.rand.choice(victims)
-            if cas(worker_off(v, W_STEAL_REQ), 0, self.wid + 1):
+            req = (self.wid + 1) | (STEAL_OLD if self.steal_old_only else 0)
+            if cas(worker_off(v, W_STEAL_REQ), 0, req):
                 self.steal_victim = v
                 self.steal_pending = time.monotonic() + STEAL_RETRY
 
@@ -372,21 +415,45 @@ class Worker(_sched.Hooks):
     # -- spawning and stealing -------------------------------------------------
 
     def wakep(self) -> None:
-        """Records are queued and a worker is idle: claim one, hand it half."""
+        """Records are queued and a worker is idle: claim one, hand it half.
+
+        Only a worker with no goroutine at all: an idle worker whose goroutines
+        are parked (a pool of workers blocked on a channel) is idle now but
+        loaded, and started goroutines never move.
+        """
         idle = _arena.idle_workers(self.n)
-        self.rand.shuffle(idle)
+        if len(idle) > 1:
+            self.rand.shuffle(idle)
+            idle.sort(key=lambda v: load(worker_off(v, W_NRUN)))
         for v in idle:
-            if v != self.wid and _arena.clear_idle(v):
+            if v != self.wid and load(worker_off(v, W_NRUN)) == 0 \
+                    and _arena.clear_idle(v):
                 n = len(_sched._spawnq)
                 self.ship(v, (n + 1) // 2)
                 return
 
     def serve_steal(self, from_sysmon: bool) -> None:
-        """Answer the steal request posted in our table line (hub, or sysmon when stalled)."""
+        """Answer the steal request posted in our table line (hub, or sysmon when stalled).
+
+        A running hub keeps records younger than STEAL_GRACE: it is about to
+        start them itself (Go keeps runnext from thieves for a few µs), and a
+        goroutine started here for good is often one a pool placed here on
+        purpose. The request then waits; the thief gives up after STEAL_RETRY.
+        """
         req = load(self.off_steal_req)
-        if not req or not cas(self.off_steal_req, req, 0):
+        if not req:
             return
-        thief = req - 1
+        q = _sched._spawnq
+        if q:
+            grace = STEAL_GRACE_LOADED if req & STEAL_OLD else (0.0 if from_sysmon else STEAL_GRACE)
+            try:
+                if time.monotonic() - q[0].since < grace:
+                    return
+            except IndexError:
+                pass
+        if not cas(self.off_steal_req, req, 0):
+            return
+        thief = (req & ~STEAL_OLD) - 1
         if from_sysmon and not _sched._spawnq:
             # Our hub is stuck in a goroutine that does not park: its runnext
             # cannot run soon either, so it becomes stealable.
@@ -426,6 +493,10 @@ class Worker(_sched.Hooks):
             _sched._live.pop(g.id, None)
             if g.home == self.wid:
                 self.shipped[g.id] = g
+        if recs:
+            # the load moves with the records, before they arrive (§5.3)
+            add(worker_off(dst, W_NRUN), len(recs))
+            add(self.off_nrun, -len(recs))
         frame = [_wire.RECORDS, recs]
         if from_sysmon:
             self.link.send_now(dst, [frame])
@@ -494,6 +565,7 @@ class Worker(_sched.Hooks):
             g.blob = main_blob
             g.home = 0
             add(self.off_live, 1)
+            add(self.off_nrun, 1)
             self.main_g = g
             _sched.spawn(g)
         future, self.future = self.future, []
@@ -524,6 +596,7 @@ class Worker(_sched.Hooks):
         for f in self.on_run_end:
             f()
         self.main_g = None
+        store(self.off_nrun, 0)
         self.shipped.clear()
         self.exported.clear()
         self.remote_joins.clear()
@@ -776,7 +849,8 @@ class _Sysmon(threading.Thread):
                     w.serve_steal(True)
                 elif (_sched._spawnq or _sched._runnext is not None) \
                         and _arena.any_idle(w.n):
-                    idle = [v for v in _arena.idle_workers(w.n) if v != w.wid]
+                    idle = [v for v in _arena.idle_workers(w.n)
+                            if v != w.wid and load(worker_off(v, W_NRUN)) == 0]
                     if idle and _arena.clear_idle(idle[0]):
                         if not _sched._spawnq:       # the stalled spawner's runnext too
                             _sched.release_runnext()

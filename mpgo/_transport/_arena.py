@@ -66,6 +66,7 @@ W_RUNNING: Final = 72       # id of the goroutine running now (0: hub)
 W_STEAL_REQ: Final = 80     # thief worker id + 1, or 0
 W_PARKED: Final = 88        # goroutines parked (for dumps/deadlock sanity)
 W_SYSMON: Final = 96        # non-zero while its sysmon thread moves records or frames
+W_NRUN: Final = 104         # its load: goroutines queued or started on it, not finished
 
 SNAP_AT: Final = WT_AT + MAX_WORKERS * WT_LINE
 SNAP_LEN: Final = 4096
