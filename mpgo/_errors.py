@@ -80,6 +80,11 @@ class LockPoisoned(WorkerDied):
     """
 
 
+class LeakedGoroutines(AssertionError):
+    """`mpgo.testing.run` (and the pytest marker): goroutines were still alive
+    after main returned. The message lists them Go-style with their stacks."""
+
+
 class Canceled(Exception):
     """The context was cancelled (``ctx.err()`` returns this class's instance)."""
 

@@ -55,6 +55,7 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
+from ._core import _sched
 from ._core._chan import Chan, select
 from ._runtime._goroutine import go_local, go_on, num_workers, worker_id
 from ._runtime._io import forget_fd, wait_readable, wait_writable
@@ -75,6 +76,55 @@ class ClosedError(OSError):
 
     def __init__(self, what: str = "network connection") -> None:
         super().__init__(errno.EBADF, f"use of closed {what}")
+
+
+# ---------------------------------------------------------------------------
+# Fairness: mpgo has no preemption, and the hub polls the fds only when no
+# goroutine is runnable. A connection whose peer always has the next request
+# ready (recv never waits) would keep its worker for ever and starve every
+# other connection of that worker. So an accept/recv that finds its goroutine
+# running for more than _SLICE without a switch first parks it on an
+# always-readable eventfd: the hub's next poll wakes it together with, and
+# after, the fds that became ready meanwhile (Go gets the same from its
+# preemption plus netpoll checks in the scheduler).
+# ---------------------------------------------------------------------------
+
+_SLICE = 0.001           # seconds a goroutine may run I/O without yielding
+_slice_tick = -1         # the scheduler tick when the current slice started
+_slice_start = 0.0
+_yield_fds: list[int] = []   # always-readable eventfds of this worker, free
+_yield_pid = 0
+
+
+def _fair() -> None:
+    """Yield through the poller when the running goroutine used its slice.
+
+    Cheap when not: one clock read. Goroutine only.
+    """
+    global _slice_tick, _slice_start
+    tick = _sched._tick
+    now = _monotonic()
+    if tick != _slice_tick:
+        _slice_tick = tick
+        _slice_start = now
+        return
+    if now - _slice_start >= _SLICE:
+        _yield_to_poller()
+
+
+def _yield_to_poller() -> None:
+    global _yield_pid
+    pid = os.getpid()
+    if _yield_pid != pid:       # a fresh worker: nothing of a parent's is ours
+        _yield_fds.clear()
+        _yield_pid = pid
+    fd = _yield_fds.pop() if _yield_fds else os.eventfd(1, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+    wait_readable(fd)
+    # Not in a finally: if the wait raised (interrupt, end of run) the poller
+    # may still name this goroutine as the fd's reader; the fd is dropped
+    # rather than reused.
+    _yield_fds.append(fd)
+
 
 
 def _timed_out() -> TimeoutError:
@@ -175,6 +225,7 @@ class Conn(_Timeouts):
         of stream. Raises ``TimeoutError`` at the timeout/read deadline,
         `ClosedError` if the connection is closed meanwhile, and what the
         socket raises otherwise (e.g. ``ConnectionResetError``)."""
+        _fair()
         sock = self._sock
         try:
             return sock.recv(n)
@@ -195,6 +246,7 @@ class Conn(_Timeouts):
     def recv_into(self, buffer: Any, nbytes: int = 0) -> int:
         """As `recv`, into a writable buffer; returns the byte count (0: end
         of stream)."""
+        _fair()
         sock = self._sock
         try:
             return sock.recv_into(buffer, nbytes)
@@ -364,6 +416,7 @@ class Listener(_Timeouts):
         """The next incoming connection, waiting for one (only this goroutine
         waits). Raises ``TimeoutError`` at the timeout/deadline and
         `ClosedError` when the listener is closed meanwhile."""
+        _fair()
         sock = self._sock
         dl: float | None = None
         first = True

@@ -32,7 +32,14 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import _errors
-from .._errors import Deadlock, GoroutineError, RemoteException, RemoteTraceback, WorkerDied
+from .._errors import (
+    Deadlock,
+    GoroutineError,
+    LeakedGoroutines,
+    RemoteException,
+    RemoteTraceback,
+    WorkerDied,
+)
 from .._transport import _arena, _wire
 from .._transport._arena import (
     H_GID,
@@ -42,8 +49,10 @@ from .._transport._arena import (
     W_EPOCH,
     W_FDS,
     W_IDLE,
+    W_LIVE,
     W_NRUN,
     W_RECV,
+    W_RUNNING,
     W_SENT,
     W_STEALABLE,
     W_SYSMON,
@@ -55,6 +64,8 @@ from .._transport._link import SUPERVISOR, Link
 
 DEADLOCK_EVERY = float(os.environ.get("MPGO_DEADLOCK_INTERVAL", "0.1"))
 START_TIMEOUT = 30.0
+LEAK_GRACE = 0.5            # how long leak_check waits for goroutines to finish
+INTERRUPT_GRACE = 5.0       # after SIGINT/SIGTERM, how long main may take to unwind
 EXIT_GRACE = 1.0
 KILL_AFTER = 5.0
 
@@ -112,6 +123,7 @@ class Supervisor:
         self.signal_fd_r = self.signal_fd_w = -1
         self.pending_signals: list[int] = []
         self.state: dict[str, Any] = {}          # per-subsystem state (broker, locks)
+        self.deadline: float | None = None
         self._fork_workers(inherited)
         ACTIVE = self
         try:
@@ -199,8 +211,16 @@ class Supervisor:
 
     # -- one run ---------------------------------------------------------------
 
-    def run(self, main_blob: bytes | None) -> Any:
-        """Run main (inherited when main_blob is None) and return its value."""
+    def run(self, main_blob: bytes | None, timeout: float | None = None,
+            leak_check: bool = False) -> Any:
+        """Run main (inherited when main_blob is None) and return its value.
+
+        timeout: give up after that many seconds with `TimeoutError` carrying
+        every goroutine's dump (tests). leak_check: after main returned, wait
+        briefly for the other goroutines to finish, then raise
+        `LeakedGoroutines` with the dump of those still alive.
+        """
+        self.deadline = None if timeout is None else time.monotonic() + timeout
         if self.broken is not None:
             raise RuntimeError(f"mpgo: this runtime is broken by an earlier failure: "
                                f"{self.broken}") from self.broken
@@ -209,6 +229,7 @@ class Supervisor:
         self.link.run = 0           # START_RUN travels outside any run
         self.outcome = None
         self.last_sample = None
+        self.state.pop("interrupted", None)
         self.hogs.clear()
         self.globalq.clear()
         store(H_GLOBALQ, 0)
@@ -229,9 +250,30 @@ class Supervisor:
         finally:
             self._restore_signals(old)
         kind, value = self.outcome  # type: ignore[misc]
+        if kind == "ok" and leak_check:
+            self._check_leaks()
         if kind == "ok":
             return value
         raise value
+
+    def live_goroutines(self) -> int:
+        return sum(load(worker_off(w, W_LIVE)) for w in range(self.n) if self.alive[w])
+
+    def _check_leaks(self) -> None:
+        assert self.link is not None
+        deadline = time.monotonic() + LEAK_GRACE
+        while self.live_goroutines() > 0 and time.monotonic() < deadline:
+            self._poll(0.01)
+            for msg in self.link.recv_all():
+                self._dispatch(msg)
+            for hook in BEFORE_FLUSH:
+                hook(self)
+            self.link.flush()
+        n = self.live_goroutines()
+        if n > 0:
+            text = self.collect_dump()
+            raise LeakedGoroutines(
+                f"mpgo: {n} goroutine(s) still alive after main returned:\n\n{text}")
 
     def _loop(self) -> None:
         link = self.link
@@ -262,6 +304,14 @@ class Supervisor:
             if now >= next_sample:
                 next_sample = now + DEADLOCK_EVERY
                 self._sample()
+                if self.deadline is not None and now > self.deadline:
+                    text = self.collect_dump()
+                    self.finish("err", TimeoutError(
+                        f"mpgo: main did not return in time; goroutines:\n\n{text}"))
+                intr = self.state.get("interrupted")
+                if intr and now - intr > INTERRUPT_GRACE:
+                    # main's finally blocks had their chance: bounded exit (P13)
+                    self.finish("err", KeyboardInterrupt())
 
     def _dispatch(self, msg: list[Any]) -> None:
         src, run = msg[0], msg[1]
@@ -331,6 +381,10 @@ class Supervisor:
         self.exitinfo[wid] = (code, sig)
         snap = _arena.read_snapshot(wid)
         gids = tuple(int(x.split()[1]) for x in snap.splitlines() if x.startswith("goroutine "))
+        running = load(worker_off(wid, W_RUNNING))
+        if running and running not in gids:
+            snap = f"goroutine {running} [running]\n" + snap
+            gids = (running, *gids)
         how = f"was killed by {sig}" if sig else f"exited with status {code}"
         held = "; it held:\n  " + "\n  ".join(snap.splitlines()) if snap else \
             "; it held no goroutines that mpgo knows of"

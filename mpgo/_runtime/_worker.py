@@ -62,6 +62,8 @@ MAX_SHIP = 256          # records per hand-out (Go's runq holds 256): bounds a s
 STEAL_GRACE = 0.001     # a running hub keeps records this young from thieves
 STEAL_GRACE_LOADED = 0.01   # ... and this young from thieves that have goroutines
 STEAL_OLD = 1 << 20     # steal-request flag: the thief has goroutines (parked)
+SNAPSHOT_EVERY = 0.1    # sysmon refreshes the goroutine snapshot (for WorkerDied)
+SNAPSHOT_MAX = 40
 
 Handler = Callable[[int, list[Any]], None]
 HANDLERS: dict[int, Handler] = {}
@@ -818,6 +820,7 @@ class _Sysmon(threading.Thread):
     def __init__(self, w: Worker) -> None:
         super().__init__(name=f"mpgo-sysmon-{w.wid}", daemon=True)
         self.w = w
+        self.last_snap: Any = None
 
     def run(self) -> None:
         w = self.w
@@ -825,6 +828,7 @@ class _Sysmon(threading.Thread):
         since = time.monotonic()
         reported = False
         main_ident = _sched._hub_thread
+        next_snap = 0.0
         while not w.exiting:
             time.sleep(0.05 if w.in_poll else STALL)
             if w.exiting:
@@ -833,6 +837,9 @@ class _Sysmon(threading.Thread):
                 os._exit(0)
             tick = _sched._tick
             now = time.monotonic()
+            if now >= next_snap:
+                next_snap = now + SNAPSHOT_EVERY
+                self.snapshot(now)
             if tick != last_tick or w.in_poll:
                 last_tick = tick
                 since = now
@@ -864,6 +871,30 @@ class _Sysmon(threading.Thread):
             finally:
                 add(w.off_epoch, 1)
                 store(w.off_sysmon, 0)
+
+    def snapshot(self, now: float) -> None:
+        """Write this worker's goroutines to its shared-memory line, so that the
+        supervisor can name them if the process dies (WorkerDied)."""
+        gs = _sched.live_goroutines()            # one atomic copy under the GIL
+        sig = (len(gs), _sched._tick, _sched._cur.id if _sched._cur is not None else 0)
+        if sig == self.last_snap:
+            return
+        self.last_snap = sig
+        cur = _sched._cur
+        lines = []
+        for g in sorted(gs, key=lambda g: g.id)[:SNAPSHOT_MAX]:
+            if g is cur:
+                state = "running"
+            elif g.status == _sched.WAITING:
+                state = g.reason
+            else:
+                state = "runnable"
+            fn = g.fn
+            name = getattr(fn, "__qualname__", "?") if fn is not None else "?"
+            lines.append(f"goroutine {g.id} [{state}] {name}")
+        if len(gs) > SNAPSHOT_MAX:
+            lines.append(f"... and {len(gs) - SNAPSHOT_MAX} more")
+        _arena.write_snapshot(self.w.wid, "\n".join(lines))
 
     def report_hog(self, stalled: float, main_ident: int | None) -> None:
         w = self.w
