@@ -15,10 +15,13 @@ traceback as its ``__cause__`` (as `concurrent.futures` does).
 * ``_first`` (`AtomicInt`) holds 1 + the index of the first task that failed:
   the failing task CASes it from 0 and, if it won, cancels ``ctx`` before it
   returns. "First" is first in time, in any worker.
-* ``limit`` is a token channel of that capacity: `go` sends a token before it
-  spawns (so it blocks while `limit` tasks hold one), the task receives one
-  when it finishes. Invariant: tasks running ≤ tokens held ≤ limit, in the
-  whole run, since the channel is one channel in every worker.
+* ``limit`` is a local token channel of that capacity: `go` sends a token
+  before it spawns (so it blocks while `limit` tasks hold one); a small
+  *reaper* goroutine pinned to the group's worker joins the task and then
+  takes the token back. Invariant: tasks running ≤ tokens held ≤ limit, in
+  the whole run, since a token is given back only after the home worker
+  learnt that its task ended. (The channel never leaves the home worker:
+  no broker traffic per task.)
 * Tasks are plain `go` goroutines: they start on the caller's worker and idle
   workers steal them, so they spread over every worker.
 
@@ -47,7 +50,7 @@ from typing import Any
 from ._context import CANCELED, Context, _CancelCtx, background, with_cancel
 from ._core._chan import Chan, default, select
 from ._errors import RemoteException, RemoteTraceback
-from ._runtime._goroutine import Goroutine, go
+from ._runtime._goroutine import Goroutine, go, go_local
 from ._runtime._worker import current_worker
 from ._sync import AtomicInt
 from ._transport import _wire
@@ -87,24 +90,67 @@ def _revive(f: _Failure) -> BaseException:
 # Group
 # ---------------------------------------------------------------------------
 
+class _Shared:
+    """What every task of a group shares: the context, the first-failure word, home.
+
+    Pickled once per group: a stolen task carries these as a small cached blob,
+    unpickled only if the task fails (the common path never pays for them).
+    """
+
+    __slots__ = ("_state", "_blob")
+
+    def __init__(self, state: tuple[_CancelCtx, AtomicInt, int] | None,
+                 blob: bytes | None = None) -> None:
+        self._state = state
+        self._blob = blob
+
+    def state(self) -> tuple[_CancelCtx, AtomicInt, int]:
+        st = self._state
+        if st is None:
+            assert self._blob is not None
+            st = self._state = pickle.loads(self._blob)
+        return st
+
+    def __reduce__(self) -> Any:
+        b = self._blob
+        if b is None:                       # promotes the context's channel, once
+            b = self._blob = pickle.dumps(self._state, protocol=5)
+        return (_Shared, (None, b))
+
+
 def _task(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-          ctx: _CancelCtx, first: AtomicInt, sem: Chan | None, home: int,
-          idx: int) -> tuple[bool, Any]:
+          shared: _Shared, idx: int) -> tuple[bool, Any]:
     """One task of a Group: (True, value) or (False, failure). Any worker.
 
     (`fn` comes first: when it cannot be pickled, pickling the record fails
-    before it reaches, and promotes, the group's channels.)
+    before it reaches the group's state.)
     """
     try:
         return True, fn(*args, **kwargs)
     except Exception as e:  # noqa: BLE001 - carried to wait(), as errgroup returns errors
-        failure = _portable(e, home)
+        ctx, first, home = shared.state()
         if first.cas(0, idx + 1):
             ctx._cancel(CANCELED)
-        return False, failure
+        return False, _portable(e, home)
+
+
+def _outcome(h: Goroutine, ctx: _CancelCtx, first: AtomicInt, idx: int) -> tuple[bool, Any]:
+    """Join a task. A result that cannot come back is that task's failure. Home."""
+    try:
+        return h.join()
+    except Exception as e:  # noqa: BLE001 - e.g. an unpicklable result
+        if first.cas(0, idx + 1):
+            ctx._cancel(CANCELED)
+        return False, (e, "")
+
+
+def _reap(h: Goroutine, ctx: _CancelCtx, first: AtomicInt, idx: int,
+          sem: Chan) -> tuple[bool, Any]:
+    """With a limit: wait for the task, then give its token back. Home, pinned."""
+    try:
+        return _outcome(h, ctx, first, idx)
     finally:
-        if sem is not None:
-            sem.recv()                      # give back the token
+        sem.recv()
 
 
 class Group:
@@ -131,10 +177,12 @@ class Group:
         self.limit = limit
         ctx, self._cancel = with_cancel(background() if parent is None else parent)
         assert isinstance(ctx, _CancelCtx)
+        self._ctx = ctx
         self.ctx: Context = ctx
-        self._home = w.wid
         self._first = AtomicInt(0)
+        self._shared = _Shared((ctx, self._first, w.wid))
         self._sem: Chan | None = Chan(limit) if limit is not None else None
+        # (index, the task's handle, or its reaper's when there is a limit)
         self._pending: list[tuple[int, Goroutine]] = []
         self._results: list[Any] = []
         self._failures: dict[int, _Failure] = {}
@@ -160,7 +208,10 @@ class Group:
                kwargs: dict[str, Any]) -> None:
         idx = len(self._results)
         self._results.append(None)
-        h = go(_task, fn, args, kwargs, self.ctx, self._first, self._sem, self._home, idx)
+        ctx = self._ctx
+        h = go(_task, fn, args, kwargs, self._shared, idx)
+        if self._sem is not None:
+            h = go_local(_reap, h, ctx, self._first, idx, self._sem)
         self._pending.append((idx, h))
 
     def wait(self) -> list[Any]:
@@ -169,11 +220,10 @@ class Group:
         while self._pending:                # tasks may add tasks while we wait
             pending, self._pending = self._pending, []
             for idx, h in pending:
-                try:
-                    ok, v = h.join()
-                except Exception as e:  # noqa: BLE001 - e.g. a result that could not come back
-                    ok, v = False, (e, "")
-                    self._first.cas(0, idx + 1)
+                if self._sem is not None:
+                    ok, v = h.join()            # the reaper's: local, never fails
+                else:
+                    ok, v = _outcome(h, self._ctx, self._first, idx)
                 if ok:
                     self._results[idx] = v
                 else:

@@ -23,6 +23,12 @@ goroutine parks as ``IO wait`` while the other goroutines of the worker run
 (Go's netpoller). There is no thread per connection and no busy loop; a
 goroutine waiting here is never counted as deadlocked.
 
+mpgo has no preemption and its hub polls the fds only when nothing is
+runnable, so a connection whose data is always there already (recv never
+waits) could keep its worker for ever. `accept`, `recv` and `recv_into`
+therefore yield through the poller once the calling goroutine has run for
+a slice (1 ms) without a switch; see `_fair`.
+
 Invariants
 ----------
 * A socket lives in the worker process that opened or accepted it. `Conn`,
@@ -430,9 +436,8 @@ class Listener(_Timeouts):
                     raise ClosedError("listener") from None
                 raise
             else:
-                s.setblocking(False)
                 _nodelay(s)
-                return Conn(s)
+                return Conn(s)          # makes it non-blocking
             if first:
                 first = False
                 dl = _deadline(self._timeout, self._rdl)

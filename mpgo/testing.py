@@ -103,8 +103,12 @@ def _named_leftovers() -> list[str]:
     return out
 
 
-def leaks(fds_before: set[int] | None = None) -> list[str]:
-    """Human-readable list of what is left behind; [] when clean."""
+def leaks(fds_before: set[int] | None = None,
+          named_before: set[str] | None = None) -> list[str]:
+    """Human-readable list of what is left behind; [] when clean.
+
+    fds_before / named_before: what existed before (only what is new counts).
+    """
     out = []
     kids = children()
     if kids:
@@ -112,9 +116,9 @@ def leaks(fds_before: set[int] | None = None) -> list[str]:
     socks = mpgo_sockets()
     if socks:
         out.append(f"mpgo sockets still open: {socks}")
-    named = _named_leftovers()
+    named = set(_named_leftovers()) - (named_before or set())
     if named:
-        out.append(f"shared-memory segments or temp files left: {named}")
+        out.append(f"shared-memory segments or temp files left: {sorted(named)}")
     if fds_before is not None:
         extra = {fd for fd in open_fds() - fds_before if _fd_target(fd) is not None}
         if extra:
@@ -130,10 +134,15 @@ def _fd_target(fd: int) -> str | None:
         return None
 
 
-def _wait_clean(fds_before: set[int], timeout: float = 3.0) -> list[str]:
+def _snapshot() -> tuple[set[int], set[str]]:
+    """What exists now (fds, mpgo-named files), to compare against later."""
+    return open_fds(), set(_named_leftovers())
+
+
+def _wait_clean(before: tuple[set[int], set[str]], timeout: float = 3.0) -> list[str]:
     deadline = time.monotonic() + timeout
     while True:
-        found = leaks(fds_before)
+        found = leaks(*before)
         if not found or time.monotonic() > deadline:
             return found
         time.sleep(0.01)
@@ -170,7 +179,7 @@ if pytest is not None:
     @pytest.fixture
     def mpgo_leak_check() -> Iterator[None]:
         """Fail the test if an mpgo run left a process, socket or fd behind."""
-        before = open_fds()
+        before = _snapshot()
         yield
         found = _wait_clean(before)
         if found:

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from mpgo._runtime import _worker
-from mpgo.testing import _wait_clean, open_fds
+from mpgo.testing import _snapshot, _wait_clean
 
 os.environ.setdefault("MPGO_HOG_THRESHOLD", "5")   # quiet unless a test asks for it
 _worker.HOG_THRESHOLD = float(os.environ["MPGO_HOG_THRESHOLD"])
@@ -22,7 +22,7 @@ sys.setrecursionlimit(10000)
 
 @pytest.fixture(autouse=True)
 def _leak_check() -> object:
-    before = open_fds()
+    before = _snapshot()
     yield
     found = _wait_clean(before)
     if found:

@@ -25,15 +25,9 @@ from mpgo.testing import go_on
 BASE = 1_000_000
 
 xfail = pytest.mark.xfail
-BUG_NIL_CID = ("BUG: a SELECT with a default or nil-channel case (cid None) is parked at the "
-               "broker forever as if waiting for that channel's CH_PROMOTE (_broker.py:621)")
 BUG_SELF = ("BUG: unbuffered pump stops when the head sender and head receiver are the same "
-            "select, never looking at the receivers/senders queued behind (_broker.py:252)")
-BUG_FAST_PATH = ("BUG: select_remote fires a case served from the local prefetch cache without "
-                 "asking the broker about the other cases: choice not uniform (_remote.py:323)")
-BUG_CREDIT_LEAK = ("BUG: unused send credit is never reclaimed (the broker never recalls "
-                   "credit, _remote.py:469 returns 0, and a collected channel loses its _Px): "
-                   "capacity leaks, senders block forever")
+            "select, never looking at the receivers/senders queued behind (Broker.pump, "
+            "unbuffered branch)")
 
 
 # ---------------------------------------------------------------------------
@@ -59,7 +53,7 @@ def place(*specs):
         idx = [i for i, s in enumerate(specs) if s[0] == w]
         batch = [(specs[i][1], specs[i][2:]) for i in idx]
         hs = _spawn_all(w, batch) if w == me else go_on(w, _spawn_all, w, batch).join()
-        for i, h in zip(idx, hs):
+        for i, h in zip(idx, hs, strict=True):
             handles[i] = h
     return handles
 
@@ -280,7 +274,6 @@ def plain_receiver(ch, n):
 
 
 @pytest.mark.timeout(60)
-@xfail(reason=BUG_CREDIT_LEAK + " (fails in most runs, not all)", strict=False)
 def test_select_stress_across_workers():
     # Go's TestSelectStress, scaled down: per channel a plain sender, a plain
     # receiver, and a select sender and select receiver over all channels.
@@ -347,7 +340,6 @@ def fill_both(c1, c2, n):
 
 
 @pytest.mark.timeout(60)
-@xfail(reason=BUG_FAST_PATH, strict=True)
 def test_select_fairness_in_worker_that_also_receives_plainly():
     # The selecting worker has prefetched values of one channel (a plain recv
     # first): the choice must still be uniform among the ready cases.
@@ -380,7 +372,6 @@ def nonblock_server(pairs, done):
 
 
 @pytest.mark.timeout(60)
-@xfail(reason=BUG_NIL_CID, strict=True)
 def test_nonblock_select_race_never_takes_default_when_a_case_is_ready():
     # Go's TestNonblockSelectRace, with the racing goroutine in another worker.
     n = 100
@@ -412,7 +403,6 @@ def nonblock_server2(pairs, done):
 
 
 @pytest.mark.timeout(60)
-@xfail(reason=BUG_NIL_CID, strict=True)
 def test_nonblock_select_race_with_closed_channel():
     # Go's TestNonblockSelectRace2: a closed channel is always ready.
     n = 100
@@ -435,7 +425,6 @@ def test_nonblock_select_race_with_closed_channel():
 
 
 @pytest.mark.timeout(60)
-@xfail(reason=BUG_NIL_CID, strict=True)
 @pytest.mark.parametrize("cap", [0, 4])
 def test_nonblocking_select_never_loses_a_value_from_another_worker(cap):
     n = 300
@@ -460,7 +449,6 @@ def test_nonblocking_select_never_loses_a_value_from_another_worker(cap):
 
 
 @pytest.mark.timeout(60)
-@xfail(reason=BUG_NIL_CID, strict=True)
 def test_default_is_taken_when_no_promoted_case_is_ready():
     def main():
         stop = mpgo.Chan()
@@ -613,7 +601,6 @@ def test_select_on_closed_promoted_channel():
 
 
 @pytest.mark.timeout(60)
-@xfail(reason=BUG_NIL_CID, strict=True)
 def test_closed_promoted_channel_is_ready_so_default_is_not_taken():
     def main():
         ch = mpgo.Chan(3)
@@ -663,7 +650,6 @@ def test_close_in_other_worker_fails_a_select_parked_on_send():
 
 
 @pytest.mark.timeout(60)
-@xfail(reason=BUG_NIL_CID, strict=True)
 def test_nil_channel_case_never_fires_beside_a_promoted_channel():
     n = 50
 
@@ -682,7 +668,6 @@ def test_nil_channel_case_never_fires_beside_a_promoted_channel():
 
 
 @pytest.mark.timeout(60)
-@xfail(reason=BUG_NIL_CID, strict=True)
 def test_nil_channel_with_promoted_channel_and_default_or_timeout():
     def main():
         stop = mpgo.Chan()
@@ -709,3 +694,82 @@ def test_select_on_nil_and_abandoned_promoted_channel_is_a_deadlock():
     with pytest.raises(mpgo.Deadlock, match="select"):
         mpgo.run(main, workers=2)
     assert time.monotonic() - t0 < 10
+
+
+# ---------------------------------------------------------------------------
+# P19: what selects leave behind, in every process. The supervisor is this
+# process: the probe counts its objects when main returns (Supervisor.finish).
+# ---------------------------------------------------------------------------
+
+def gc_objects():
+    import gc
+    gc.collect()
+    return len(gc.get_objects())
+
+
+@pytest.fixture
+def supervisor_objects(monkeypatch):
+    from mpgo._runtime import _supervisor
+    seen: list[int] = []
+    orig = _supervisor.Supervisor.finish
+
+    def finish(self, kind, value):
+        if self.outcome is None:
+            seen.append(gc_objects())
+        return orig(self, kind, value)
+    monkeypatch.setattr(_supervisor.Supervisor, "finish", finish)
+    return seen
+
+
+def trickle(ch, n, delay):
+    for i in range(n):
+        mpgo.sleep(delay)
+        ch.send(i)
+    return mpgo.worker_id()
+
+
+def growth(run_once, seen, small, large):
+    """Objects gained per extra iteration, per process: (supervisor, w0, w1)."""
+    a = run_once(small)
+    b = run_once(large)
+    per = [(y - x) / (large - small) for x, y in zip(a + [seen[0]], b + [seen[1]],
+                                                       strict=True)]
+    return per[2], per[0], per[1]
+
+
+@pytest.mark.timeout(60)
+def test_fired_selects_leave_no_waiters_behind_a_parked_receiver(supervisor_objects):
+    # Each select parks on ch (where a plain receiver waits for good) and on
+    # `other`, then `other` fires: its case on ch is stale and must not stay.
+    def run_once(n):
+        def main():
+            ch, other = mpgo.Chan(), mpgo.Chan()
+            on(1, ch.recv)                        # parked for good
+            s = on(1, trickle, other, n, 0.001)
+            for _ in range(n):
+                i, _v = select(ch.recv, other.recv)
+                assert i == 1
+            s.join()
+            return [gc_objects(), on(1, gc_objects).join()]
+        return mpgo.run(main, workers=2)
+    per = growth(run_once, supervisor_objects, 100, 500)
+    assert max(per) < 1.0, f"objects kept per select (supervisor, w0, w1): {per}"
+
+
+@pytest.mark.timeout(60)
+def test_select_loop_with_timeouts_keeps_every_process_bounded(supervisor_objects):
+    # A server loop `select(jobs.recv, after(t).recv)`: every iteration makes a
+    # timer channel that is promoted; none may outlive its select for long.
+    def run_once(n):
+        def main():
+            stop = mpgo.Chan()
+            never = never_ready(stop)
+            for _ in range(n):
+                i, _v = select(never.recv, mpgo.after(0).recv)
+                assert i == 1
+            out = [gc_objects(), on(1, gc_objects).join()]
+            stop.close()
+            return out
+        return mpgo.run(main, workers=2)
+    per = growth(run_once, supervisor_objects, 100, 600)
+    assert max(per) < 1.0, f"objects kept per select (supervisor, w0, w1): {per}"

@@ -178,7 +178,7 @@ def test_no_waiter_starves_while_another_relocks_in_a_loop():
         stop.store(1)
         return max(waits), h.join()
     worst, hog_loops = mpgo.run(main, workers=2)
-    assert worst < 0.25, f"a waiter waited {worst:.3f}s"
+    assert worst < 1.0, f"a waiter waited {worst:.3f}s"
     assert hog_loops > 10
 
 

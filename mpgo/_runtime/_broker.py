@@ -1,436 +1,192 @@
-"""The channel broker: the state of every promoted channel, in the supervisor.
+"""The broker: the supervisor's directory of promoted channels, and their default home.
 
 Strategy (docs/design.md §6)
 ----------------------------
-All promoted channels live here, in one process that never runs user code, so
-a worker busy computing never stalls other workers' channel traffic and a
-select over any mix of channels is settled in one place. Values are opaque
-bytes: the broker never decodes them.
+Every promoted channel has a directory entry here (`_Dir`): which workers hold
+an object for it (`holders`), how many pickled references are in flight,
+where its state lives (`home`), and whether it is moving. By default the
+state lives in the supervisor's own `Home` (`_chanhome.py`), a process that
+never runs user code: a worker busy computing never stalls other workers'
+channel traffic, and a select over any mix of channels is settled in one
+place.
 
-* Buffered channels: senders hold *credit* (free slots reserved for them) and
-  send without waiting (`CH_PUT`); without credit a send is blocking
-  (`CH_SEND`) and its reply grants credit. Receivers ask for values
-  (`CH_DEMAND`: committed = parked receivers, spec = prefetch) and report what
-  they consumed (`CH_CONSUMED`). Capacity invariant (P3):
-  ``len(buf) + Σheld + Σcredits <= cap``.
-* Unbuffered channels: no credit, no prefetch. A send is answered
-  (`CH_SENT`) only when a committed receiver got the value (P3 rendezvous).
-* Values held by a worker whose receivers stopped are recalled (`CH_RECALL`)
-  when another worker's receivers wait, or when the channel closes.
-* Close voids all credit: the closer is answered once every credit holder
-  acknowledged (`CH_CLOSED_ACK`), so a send that happens after the close
-  always raises.
+Pair mode (§6.7): when only two workers hold a channel and one of them
+receives on it, its state moves to that worker, so values and hand-offs go
+worker to worker (one hop instead of two). Moving is a fenced hand-over:
+PREPARE → every holder answers FENCE to the current home and holds its
+frames → the state travels (HOME) → MOVED releases the holders. A third
+holder, or a select on the channel, moves it back (REVOKE → HOME_BACK) for
+good.
+
+A channel no worker holds and no message refers to is dropped (as a Go
+channel that became garbage).
 
 Who may call: the supervisor's loop only (frame handlers below).
 """
 
 from __future__ import annotations
 
-import random
-from collections import deque
 from typing import Any
 
 from .._transport import _wire
+from .._transport._link import SUPERVISOR
+from ._chanhome import DATA_FRAMES, BChan, Home
 from ._supervisor import BEFORE_FLUSH, ON_RUN_START, ON_WORKER_DEATH, Supervisor, sup_handler
 
-SEND, RECV, RECV_OK = 2, 0, 1          # case kinds, as in _core._chan
+PAIR_AFTER = 8           # operations seen here before a two-holder channel may move
 
 
-class _Sel:
-    """A select parked at the broker, waiting on several channels."""
+class _Dir:
+    """The supervisor's knowledge of one promoted channel."""
 
-    __slots__ = ("w", "ticket", "cases", "done")
+    __slots__ = ("cid", "holders", "inflight", "home", "moving", "fences", "held",
+                 "no_pair", "ops", "receivers", "target")
 
-    def __init__(self, w: int, ticket: int, cases: list[Any]) -> None:
-        self.w = w
-        self.ticket = ticket
-        self.cases = cases
-        self.done = False
-
-
-class _SelCase:
-    __slots__ = ("sel", "idx", "kind", "value")
-
-    def __init__(self, sel: _Sel, idx: int, kind: int, value: Any) -> None:
-        self.sel = sel
-        self.idx = idx
-        self.kind = kind
-        self.value = value
-
-
-class _Demand:
-    """Committed demand of one worker: `n` parked receivers want one value each."""
-
-    __slots__ = ("w", "n")
-
-    def __init__(self, w: int, n: int) -> None:
-        self.w = w
-        self.n = n
-
-
-class BChan:
-    """One promoted channel at the broker."""
-
-    __slots__ = ("cid", "cap", "closed", "buf", "sendq", "recvq", "spec", "credits",
-                 "held", "want", "close_wait", "recalling", "drained_sent", "stale",
-                 "holders", "inflight")
-
-    def __init__(self, cid: int, cap: int) -> None:
+    def __init__(self, cid: int) -> None:
         self.cid = cid
-        self.cap = cap
-        self.closed = False
-        self.buf: deque[bytes] = deque()
-        # blocking senders: (worker, ticket, value) tuples or _SelCase
-        self.sendq: deque[Any] = deque()
-        # receivers: _Demand or _SelCase, FIFO
-        self.recvq: deque[Any] = deque()
-        self.spec: dict[int, int] = {}
-        self.credits: dict[int, int] = {}
-        self.held: dict[int, int] = {}
-        self.want: list[int] = []
-        self.close_wait: dict[str, Any] | None = None
-        self.recalling: set[int] = set()
-        self.drained_sent: set[int] = set()
-        self.stale = 0
-        self.holders: set[int] = set()       # workers holding an object for it
-        self.inflight = 0                    # pickled references not yet opened
-
-    def sweep(self) -> None:
-        """Drop select cases whose select already fired."""
-        self.stale = 0
-        self.recvq = deque(r for r in self.recvq
-                           if not (type(r) is _SelCase and r.sel.done))
-        self.sendq = deque(s for s in self.sendq
-                           if not (type(s) is _SelCase and s.sel.done))
-
-    def free(self) -> int:
-        return self.cap - len(self.buf) - sum(self.held.values()) - sum(self.credits.values())
+        self.holders: set[int] = set()
+        self.inflight = 0
+        self.home = SUPERVISOR
+        self.moving = False              # a hand-over is under way
+        self.fences: set[int] = set()    # holders whose FENCE is still awaited
+        self.held: list[tuple[int, list[Any]]] = []   # frames parked while moving
+        self.no_pair = False
+        self.ops = 0
+        self.receivers: set[int] = set()
+        self.target = SUPERVISOR
 
 
 class Broker:
-    """Every promoted channel of the current run, and the per-pass delivery batches."""
-
     def __init__(self, sup: Supervisor) -> None:
         self.sup = sup
-        self.chans: dict[int, BChan] = {}
-        self.pending: dict[int, list[tuple[int, list[Any]]]] = {}   # cid -> frames before PROMOTE
-        self.out: dict[tuple[int, int], list[Any]] = {}              # (w, cid) -> [values, ncommitted]
-        self.rand = random.Random()
+        self.home = Home(SUPERVISOR, sup.send)
+        self.dirs: dict[int, _Dir] = {}
 
-    # -- plumbing ------------------------------------------------------------
+    def dir(self, cid: int) -> _Dir:
+        d = self.dirs.get(cid)
+        if d is None:
+            d = self.dirs[cid] = _Dir(cid)
+        return d
 
-    def send(self, w: int, frame: list[Any]) -> None:
-        """Queue a frame for w after any deliveries already batched for w (order)."""
-        if self.out:
-            for key in [k for k in self.out if k[0] == w]:
-                vals, ncommitted = self.out.pop(key)
-                self.sup.send(w, [_wire.CH_DELIVER, key[1], vals, ncommitted])
-        self.sup.send(w, frame)
+    # -- data frames ---------------------------------------------------------------
 
-    def deliver(self, w: int, c: BChan, v: bytes, committed: bool) -> None:
-        key = (w, c.cid)
-        e = self.out.get(key)
-        if e is None:
-            e = self.out[key] = [[], 0]
-        e[0].append(v)
-        if committed:
-            e[1] += 1
-        if c.cap:
-            c.held[w] = c.held.get(w, 0) + 1
-
-    def flush_deliveries(self) -> None:
-        if not self.out:
+    def data(self, src: int, f: list[Any]) -> None:
+        cid = f[1]
+        d = self.dirs.get(cid)
+        if d is not None and (d.home != SUPERVISOR or (d.moving and src not in d.fences)):
+            # The state is away (or coming back), or a worker that is not one of
+            # the fencing holders writes during a move: park the frame until
+            # the state is here and settled. Frames of holders that have not
+            # fenced yet are applied: they precede the hand-over.
+            d.held.append((src, f))
+            if not d.moving and d.home != SUPERVISOR:
+                self.revoke(d)
             return
-        out, self.out = self.out, {}
-        for (w, cid), (vals, ncommitted) in out.items():
-            self.sup.send(w, [_wire.CH_DELIVER, cid, vals, ncommitted])
+        self.home.handle(src, f)
+        if d is not None and not d.no_pair:
+            d.ops += 1
+            if f[0] == _wire.CH_DEMAND:
+                d.receivers.add(src)
+            self.maybe_pair(d)
 
-    def chan(self, cid: int) -> BChan | None:
-        return self.chans.get(cid)
+    # -- pair mode -------------------------------------------------------------------
 
-    def maybe_free(self, c: BChan) -> None:
-        """Drop a promoted channel no worker holds and no message refers to.
-
-        Nobody can ever use it again (every object is gone, no pickled
-        reference is in flight), so whatever it still buffers is unreachable,
-        as a Go channel that became garbage.
-        """
-        if c.cid > 0 and not c.holders and c.inflight <= 0:
-            self.chans.pop(c.cid, None)
-
-    # -- matching ------------------------------------------------------------
-
-    def _next_receiver(self, c: BChan) -> Any:
-        """The first live receiver (committed demand or select case), or None."""
-        q = c.recvq
-        while q:
-            r = q[0]
-            if type(r) is _Demand:
-                if r.n > 0:
-                    return r
-                q.popleft()
-                continue
-            if r.sel.done:
-                q.popleft()
-                continue
-            return r
-        return None
-
-    def _next_sender(self, c: BChan) -> Any:
-        q = c.sendq
-        while q:
-            s = q[0]
-            if type(s) is _SelCase and s.sel.done:
-                q.popleft()
-                continue
-            return s
-        return None
-
-    def _give(self, c: BChan, r: Any, v: bytes) -> None:
-        """Hand value v to receiver r (head of recvq)."""
-        if type(r) is _Demand:
-            r.n -= 1
-            if r.n == 0:
-                c.recvq.popleft()
-            self.deliver(r.w, c, v, True)
-        else:
-            c.recvq.popleft()
-            self._fire_sel(r, v, True)
-
-    def _fire_sel(self, sc: _SelCase, v: Any, ok: Any) -> None:
-        sel = sc.sel
-        sel.done = True
-        self.send(sel.w, [_wire.SELECT_DONE, sel.ticket, sc.idx, v, ok])
-        # Its other cases are stale now: sweep a channel when they pile up
-        # (they are skipped at the head, but may sit behind live waiters).
-        for case in sel.cases:
-            c = self.chans.get(case[1]) if case[1] is not None else None
-            if c is not None:
-                c.stale += 1
-                if c.stale > 64 and c.stale * 2 > len(c.recvq) + len(c.sendq):
-                    c.sweep()
-
-    def _take_sender(self, c: BChan, into_buf: bool) -> bytes:
-        """Pop the head blocking sender, answer it, return its value.
-
-        With into_buf the value is appended to the buffer *before* the credit
-        that rides on the answer is computed (else free() counts it twice).
-        """
-        s = c.sendq.popleft()
-        if type(s) is _SelCase:
-            v = s.value
-            if into_buf:
-                c.buf.append(v)
-            self._fire_sel(s, None, True)
-            return v  # type: ignore[no-any-return]
-        w, ticket, v = s
-        if into_buf:
-            c.buf.append(v)
-        self.send(w, [_wire.CH_SENT, ticket, self._grant(c, w) if c.cap else 0, False])
-        return v  # type: ignore[no-any-return]
-
-    def _grant(self, c: BChan, w: int) -> int:
-        """Credit for worker w: about half the capacity while free allows."""
-        n = min(c.free(), max(1, c.cap // 2))
-        if n <= 0:
-            return 0
-        c.credits[w] = c.credits.get(w, 0) + n
-        return n
-
-    def pump(self, c: BChan) -> None:
-        """Move everything that can move now. Called after every change to c."""
-        if c.cap:
-            # blocked senders into the buffer while there is room
-            while c.sendq and c.free() > 0:
-                s = self._next_sender(c)
-                if s is None:
-                    break
-                self._take_sender(c, True)
-            # values to receivers: committed first, FIFO
-            while c.buf:
-                r = self._next_receiver(c)
-                if r is None:
-                    break
-                self._give(c, r, c.buf.popleft())
-            # then speculative prefetch
-            if c.buf and c.spec:
-                for w in list(c.spec):
-                    k = min(c.spec[w], len(c.buf))
-                    for _ in range(k):
-                        self.deliver(w, c, c.buf.popleft(), False)
-                    c.spec[w] -= k
-                    if not c.spec[w]:
-                        del c.spec[w]
-                    if not c.buf:
-                        break
-            # room after all that: blocked senders again, then credit wanters
-            while c.sendq and c.free() > 0 and self._next_sender(c) is not None:
-                self._take_sender(c, True)
-                r = self._next_receiver(c)
-                if r is not None:
-                    self._give(c, r, c.buf.popleft())
-            if c.want and c.free() > 0 and not c.closed:
-                wanters, c.want = c.want, []
-                for w in wanters:
-                    n = self._grant(c, w)
-                    if n:
-                        self.send(w, [_wire.CH_CREDIT, c.cid, n])
-                    else:
-                        c.want.append(w)
-        else:
-            # unbuffered: rendezvous of a blocked sender with a committed receiver
-            while True:
-                s = self._next_sender(c)
-                if s is None:
-                    break
-                r = self._next_receiver(c)
-                if r is None:
-                    break
-                if type(s) is _SelCase and type(r) is _SelCase and s.sel is r.sel:
-                    break       # a select cannot rendezvous with itself
-                v = self._take_sender(c, False)
-                self._give(c, r, v)
-        self._maybe_recall_or_drain(c)
-
-    def _maybe_recall_or_drain(self, c: BChan) -> None:
-        if c.buf or self._next_receiver(c) is None:
+    def maybe_pair(self, d: _Dir) -> None:
+        if d.ops < PAIR_AFTER or len(d.holders) != 2 or d.moving or d.home != SUPERVISOR:
             return
-        if c.cap and not (c.closed and c.sendq):
-            waiting = {r.w for r in c.recvq if type(r) is _Demand and r.n > 0}
-            waiting |= {r.sel.w for r in c.recvq if type(r) is _SelCase and not r.sel.done}
-            for w, h in c.held.items():
-                if h > 0 and w not in c.recalling and w not in waiting:
-                    c.recalling.add(w)
-                    self.send(w, [_wire.CH_RECALL, c.cid])
-        if c.closed and not c.sendq and not c.recalling and not any(c.held.values()):
-            # closed and drained: every waiting receiver gets (None, False)
-            while c.recvq:
-                r = c.recvq.popleft()
-                if type(r) is _Demand:
-                    if r.n > 0:
-                        r.n = 0
-                        self.send(r.w, [_wire.CH_DRAINED, c.cid])
-                elif not r.sel.done:
-                    self._fire_sel(r, None, False)
+        c = self.home.chans.get(d.cid)
+        if c is None or not self.home.movable(c):
+            return
+        rs = d.receivers & d.holders
+        if not rs:
+            return
+        d.target = min(rs) if len(rs) > 1 else next(iter(rs))
+        d.moving = True
+        d.fences = set(d.holders)
+        for w in d.holders:
+            self.sup.send(w, [_wire.CH_PREPARE, d.cid, SUPERVISOR])
 
-    # -- select ----------------------------------------------------------------
+    def fence(self, src: int, cid: int) -> None:
+        d = self.dirs.get(cid)
+        if d is None or not d.moving:
+            return
+        d.fences.discard(src)
+        if d.fences:
+            return
+        c = self.home.chans.get(cid)
+        if c is None or not self.home.movable(c) or len(d.holders) != 2 \
+                or d.target not in d.holders:
+            # things changed while fencing: stay here, release the holders
+            self._settle(d, SUPERVISOR)
+            return
+        state = self.home.export(cid)
+        d.home = d.target
+        self.sup.send(d.target, [_wire.CH_HOME, cid, state])
+        self._settle(d, d.target)
 
-    def select(self, w: int, ticket: int, cases: list[Any], dflt: int) -> None:
-        ready: list[int] = []
-        for i, case in enumerate(cases):
-            kind, cid = case[0], case[1]
-            c = self.chans.get(cid)
-            if c is None:
-                continue
-            if kind == SEND:
-                if c.closed or (c.cap and c.free() > 0) or \
-                        (not c.cap and self._ready_receiver_not(c, w, ticket)):
-                    ready.append(i)
-            else:
-                if c.buf or self._next_sender(c) is not None or \
-                        (c.closed and not any(c.held.values())):
-                    ready.append(i)
-        if ready:
-            i = ready[0] if len(ready) == 1 else ready[self.rand.randrange(len(ready))]
-            kind, cid = cases[i][0], cases[i][1]
-            c = self.chans[cid]
-            if kind == SEND:
-                if c.closed:
-                    self.send(w, [_wire.SELECT_DONE, ticket, i, None, "closed"])
+    def _settle(self, d: _Dir, home: int) -> None:
+        d.moving = False
+        d.home = home
+        for w in d.holders:
+            if w != home:
+                self.sup.send(w, [_wire.CH_MOVED, d.cid, home])
+        if home == SUPERVISOR:
+            d.no_pair = True
+            held, d.held = d.held, []
+            for src, f in held:
+                self._redo(src, f)
+
+    def revoke(self, d: _Dir) -> None:
+        """Bring the channel's state back here (for good)."""
+        if d.moving or d.home == SUPERVISOR:
+            return
+        d.moving = True
+        others = [w for w in d.holders if w != d.home]
+        for w in others:
+            self.sup.send(w, [_wire.CH_PREPARE, d.cid, d.home])
+        self.sup.send(d.home, [_wire.CH_REVOKE, d.cid, others])
+
+    def home_back(self, src: int, state: list[Any]) -> None:
+        cid = state[0]
+        d = self.dir(cid)
+        self.home.install(state)
+        self._settle(d, SUPERVISOR)
+
+    def _redo(self, src: int, f: list[Any]) -> None:
+        if f[0] == _wire.SELECT:
+            self.select(src, f)
+        else:
+            self.data(src, f)
+
+    # -- select ------------------------------------------------------------------------
+
+    def select(self, src: int, f: list[Any]) -> None:
+        for case in f[2]:
+            cid = case[1]
+            d = self.dirs.get(cid) if cid is not None else None
+            if d is not None:
+                d.no_pair = True
+                if d.moving or d.home != SUPERVISOR:
+                    d.held.append((src, f))
+                    self.revoke(d)
                     return
-                v = cases[i][2]
-                if c.cap:
-                    c.buf.append(v)
-                else:
-                    r = self._next_receiver(c)
-                    self._give(c, r, v)
-                self.send(w, [_wire.SELECT_DONE, ticket, i, None, True])
-                self.pump(c)
-                return
-            if c.buf:
-                v = c.buf.popleft()
-            elif self._next_sender(c) is not None:
-                v = self._take_sender(c, False)
+        self.home.on_select(src, f)
+
+    # -- holders and garbage -----------------------------------------------------------
+
+    def maybe_free(self, d: _Dir) -> None:
+        if d.cid > 0 and not d.holders and d.inflight <= 0 and not d.moving:
+            del self.dirs[d.cid]
+            if d.home == SUPERVISOR:
+                self.home.chans.pop(d.cid, None)
             else:
-                self.send(w, [_wire.SELECT_DONE, ticket, i, None, False])
-                return
-            self.send(w, [_wire.SELECT_DONE, ticket, i, v, True])
-            self.pump(c)
-            return
-        if dflt >= 0:
-            self.send(w, [_wire.SELECT_DONE, ticket, dflt, None, True])
-            return
-        sel = _Sel(w, ticket, cases)
-        chans = []
-        for i, case in enumerate(cases):
-            kind, cid = case[0], case[1]
-            c = self.chans.get(cid)
-            if c is None:
-                continue
-            sc = _SelCase(sel, i, kind, case[2] if kind == SEND else None)
-            (c.sendq if kind == SEND else c.recvq).append(sc)
-            chans.append(c)
-        for c in chans:
-            self.pump(c)
-            if sel.done:
-                break
+                self.sup.send(d.home, [_wire.CH_DROP, d.cid])
 
-    def _ready_receiver_not(self, c: BChan, w: int, ticket: int) -> bool:
-        r = self._next_receiver(c)
-        return r is not None
-
-    # -- close -----------------------------------------------------------------
-
-    def close(self, w: int, ticket: int, c: BChan) -> None:
-        if c.closed:
-            self.send(w, [_wire.CH_CLOSE_DONE, ticket, False])
-            return
-        c.closed = True
-        c.want.clear()
-        # blocked senders raise
-        while c.sendq:
-            s = c.sendq.popleft()
-            if type(s) is _SelCase:
-                if not s.sel.done:
-                    s.sel.done = True
-                    self.send(s.sel.w, [_wire.SELECT_DONE, s.sel.ticket, s.idx, None, "closed"])
-            else:
-                self.send(s[0], [_wire.CH_SENT, s[1], 0, True])
-        # every worker that knows the channel hears of the close; credit holders ack
-        holders = {x for x, n in c.credits.items() if n > 0}
-        c.close_wait = {"w": w, "ticket": ticket, "left": set(holders)}
-        told = set(holders) | set(c.held) | {r.w for r in c.recvq if type(r) is _Demand}
-        for x in told:
-            self.send(x, [_wire.CH_CLOSED, c.cid])
-        if not holders:
-            c.close_wait = None
-            self.send(w, [_wire.CH_CLOSE_DONE, ticket, True])
-        self.pump(c)
-
-    def closed_ack(self, w: int, c: BChan, credits: int) -> None:
-        c.credits.pop(w, None)
-        cw = c.close_wait
-        if cw is not None:
-            cw["left"].discard(w)
-            if not cw["left"]:
-                c.close_wait = None
-                self.send(cw["w"], [_wire.CH_CLOSE_DONE, cw["ticket"], True])
-        self.pump(c)
-
-    # -- worker death ------------------------------------------------------------
-
-    def forget_worker(self, w: int) -> None:
-        for c in self.chans.values():
-            c.credits.pop(w, None)
-            c.held.pop(w, None)
-            c.spec.pop(w, None)
-            c.recalling.discard(w)
-            c.recvq = deque(r for r in c.recvq
-                            if not ((type(r) is _Demand and r.w == w)
-                                    or (type(r) is _SelCase and r.sel.w == w)))
-            c.sendq = deque(s for s in c.sendq
-                            if not ((type(s) is _SelCase and s.sel.w == w)
-                                    or (type(s) is tuple and s[0] == w)))
+    def holder_joined(self, d: _Dir, src: int) -> None:
+        new = src not in d.holders
+        d.holders.add(src)
+        if new and d.home != SUPERVISOR and src != d.home and len(d.holders) > 2:
+            self.revoke(d)
 
 
 # ---------------------------------------------------------------------------
@@ -449,269 +205,121 @@ def _on_run_start(sup: Supervisor) -> None:
 
 
 def _on_worker_death(sup: Supervisor, w: int) -> None:
-    _broker(sup).forget_worker(w)
+    _broker(sup).home.forget_worker(w)
 
 
 ON_RUN_START.append(_on_run_start)
 ON_WORKER_DEATH.append(_on_worker_death)
 
 
-def _chan_or_defer(sup: Supervisor, src: int, f: list[Any]) -> BChan | None:
-    b = _broker(sup)
-    c = b.chans.get(f[1])
-    if c is None:
-        b.pending.setdefault(f[1], []).append((src, f))
-    return c
+def _flush(sup: Supervisor) -> None:
+    """Send the deliveries batched during this pass (called before the loop flushes)."""
+    b = sup.state.get("broker")
+    if b is not None:
+        b.home.flush_deliveries()
 
 
-def _replay(sup: Supervisor, cid: int) -> None:
-    b = _broker(sup)
-    for src, f in b.pending.pop(cid, ()):
-        h = _HANDLERS[f[0]]
-        h(sup, src, f)
+BEFORE_FLUSH.append(_flush)
 
 
-_HANDLERS: dict[int, Any] = {}
+def _on_data(sup: Supervisor, src: int, f: list[Any]) -> None:
+    _broker(sup).data(src, f)
 
 
-def _h(kind: int) -> Any:
-    def deco(fn: Any) -> Any:
-        _HANDLERS[kind] = fn
-        return sup_handler(kind)(fn)
-    return deco
-
-
-@_h(_wire.CH_OPEN)
-def _h_open(sup: Supervisor, src: int, f: list[Any]) -> None:
-    b = _broker(sup)
-    cid, cap, born, ref = f[1], f[2], f[3], f[4]
-    c = b.chans.get(cid)
-    if c is None:
-        if not born:
-            b.pending.setdefault(cid, []).append((src, f))   # PROMOTE not here yet
-            return
-        c = b.chans[cid] = BChan(cid, cap)
-        _replay(sup, cid)
-    c.holders.add(src)
-    c.inflight -= ref
-
-
-@_h(_wire.CH_REF)
-def _h_ref(sup: Supervisor, src: int, f: list[Any]) -> None:
-    c = _chan_or_defer(sup, src, f)
-    if c is not None:
-        c.inflight += 1
-
-
-@_h(_wire.CH_UNREF)
-def _h_unref(sup: Supervisor, src: int, f: list[Any]) -> None:
-    c = _chan_or_defer(sup, src, f)
-    if c is not None:
-        c.inflight -= 1
-        _broker(sup).maybe_free(c)
-
-
-@_h(_wire.CH_FORGET)
-def _h_forget(sup: Supervisor, src: int, f: list[Any]) -> None:
-    if f[2] != sup.run_id:
-        return
-    c = _chan_or_defer(sup, src, f)
-    if c is not None:
-        c.holders.discard(src)
-        _broker(sup).maybe_free(c)
-
-
-@_h(_wire.CH_PROMOTE)
-def _h_promote(sup: Supervisor, src: int, f: list[Any]) -> None:
-    b = _broker(sup)
-    cid, cap, closed, values, senders, nrecv = f[1:7]
-    c = b.chans.get(cid)
-    if c is None:
-        c = b.chans[cid] = BChan(cid, cap)
-    c.closed = closed
-    c.holders.add(src)
-    c.buf.extend(values)
-    for ticket, v in senders:
-        c.sendq.append((src, ticket, v))
-    if nrecv:
-        c.recvq.append(_Demand(src, nrecv))
-    b.pump(c)
-    _replay(sup, cid)
-
-
-@_h(_wire.CH_SEND)
-def _h_send(sup: Supervisor, src: int, f: list[Any]) -> None:
-    c = _chan_or_defer(sup, src, f)
-    if c is None:
-        return
-    b = _broker(sup)
-    ticket, v = f[2], f[3]
-    if c.closed:
-        b.send(src, [_wire.CH_SENT, ticket, 0, True])
-        return
-    if c.cap and c.credits.get(src, 0) > 0:
-        # The sender's own credit is on its way to it (CH_CREDIT in flight):
-        # this send uses one of those slots; the answer takes it back (-1),
-        # and arrives after the CH_CREDIT (one FIFO link), so both agree.
-        c.credits[src] -= 1
-        if not c.credits[src]:
-            del c.credits[src]
-        c.buf.append(v)
-        b.send(src, [_wire.CH_SENT, ticket, -1, False])
-    elif c.cap and c.free() > 0 and not c.sendq:
-        c.buf.append(v)
-        b.send(src, [_wire.CH_SENT, ticket, b._grant(c, src), False])
-    else:
-        c.sendq.append((src, ticket, v))
-    b.pump(c)
-
-
-@_h(_wire.CH_TRYSEND)
-def _h_trysend(sup: Supervisor, src: int, f: list[Any]) -> None:
-    c = _chan_or_defer(sup, src, f)
-    if c is None:
-        return
-    b = _broker(sup)
-    if c.closed:
-        return
-    if c.cap:
-        if c.free() > 0:
-            c.buf.append(f[2])
-    else:
-        r = b._next_receiver(c)
-        if r is not None:
-            b._give(c, r, f[2])
-    b.pump(c)
-
-
-@_h(_wire.CH_PUT)
-def _h_put(sup: Supervisor, src: int, f: list[Any]) -> None:
-    c = _chan_or_defer(sup, src, f)
-    if c is None:
-        return
-    vals = f[2]
-    left = c.credits.get(src, 0) - len(vals)
-    if left > 0:
-        c.credits[src] = left
-    else:
-        c.credits.pop(src, None)
-    c.buf.extend(vals)
-    _broker(sup).pump(c)
-
-
-@_h(_wire.CH_WANT)
-def _h_want(sup: Supervisor, src: int, f: list[Any]) -> None:
-    c = _chan_or_defer(sup, src, f)
-    if c is None:
-        return
-    b = _broker(sup)
-    if c.closed:
-        return
-    n = b._grant(c, src)
-    if n:
-        b.send(src, [_wire.CH_CREDIT, c.cid, n])
-    elif src not in c.want:
-        c.want.append(src)
-
-
-@_h(_wire.CH_DEMAND)
-def _h_demand(sup: Supervisor, src: int, f: list[Any]) -> None:
-    c = _chan_or_defer(sup, src, f)
-    if c is None:
-        return
-    dc, ds = f[2], f[3]
-    if dc:
-        q = c.recvq
-        if q and type(q[-1]) is _Demand and q[-1].w == src:
-            q[-1].n += dc
-        else:
-            q.append(_Demand(src, dc))
-    if ds and c.cap:
-        c.spec[src] = c.spec.get(src, 0) + ds
-    _broker(sup).pump(c)
-
-
-@_h(_wire.CH_CONSUMED)
-def _h_consumed(sup: Supervisor, src: int, f: list[Any]) -> None:
-    c = _chan_or_defer(sup, src, f)
-    if c is None:
-        return
-    left = c.held.get(src, 0) - f[2]
-    if left > 0:
-        c.held[src] = left
-    else:
-        c.held.pop(src, None)
-    _broker(sup).pump(c)
-
-
-@_h(_wire.CH_RETURN)
-def _h_return(sup: Supervisor, src: int, f: list[Any]) -> None:
-    c = _chan_or_defer(sup, src, f)
-    if c is None:
-        return
-    vals, credits = f[2], f[3]
-    c.recalling.discard(src)
-    c.buf.extendleft(reversed(vals))
-    left = c.held.get(src, 0) - len(vals)
-    if left > 0:
-        c.held[src] = left
-    else:
-        c.held.pop(src, None)
-    if credits:
-        left = c.credits.get(src, 0) - credits
-        if left > 0:
-            c.credits[src] = left
-        else:
-            c.credits.pop(src, None)
-    c.spec.pop(src, None)
-    _broker(sup).pump(c)
-
-
-@_h(_wire.CH_CLOSE)
-def _h_close(sup: Supervisor, src: int, f: list[Any]) -> None:
-    c = _chan_or_defer(sup, src, f)
-    if c is None:
-        return
-    _broker(sup).close(src, f[2], c)
-
-
-@_h(_wire.CH_CLOSED_ACK)
-def _h_closed_ack(sup: Supervisor, src: int, f: list[Any]) -> None:
-    c = _chan_or_defer(sup, src, f)
-    if c is None:
-        return
-    _broker(sup).closed_ack(src, c, f[2])
-
-
-@_h(_wire.CH_LEN)
-def _h_len(sup: Supervisor, src: int, f: list[Any]) -> None:
-    c = _chan_or_defer(sup, src, f)
-    if c is None:
-        return
-    n = len(c.buf) + sum(c.held.values())
-    _broker(sup).send(src, [_wire.CH_LEN_IS, f[2], n])
+for _kind in DATA_FRAMES:
+    sup_handler(_kind)(_on_data)
 
 
 @sup_handler(_wire.SELECT)
 def _h_select(sup: Supervisor, src: int, f: list[Any]) -> None:
+    _broker(sup).select(src, f)
+
+
+@sup_handler(_wire.CH_OPEN)
+def _h_open(sup: Supervisor, src: int, f: list[Any]) -> None:
     b = _broker(sup)
-    ticket, cases, dflt = f[1], f[2], f[3]
-    missing = [case[1] for case in cases if case[1] is not None and case[1] not in b.chans]
-    if missing:
-        # a channel whose PROMOTE has not arrived yet: wait for it, then retry
-        b.pending.setdefault(missing[0], []).append((src, f))
+    cid, cap, born, ref = f[1], f[2], f[3], f[4]
+    if cid not in b.dirs:
+        if not born:
+            b.home.pending.setdefault(cid, []).append((src, f))   # PROMOTE not here yet
+            return
+        b.home.chans[cid] = BChan(cid, cap)
+        b.dir(cid)
+        _replay_open(b, cid)
+    d = b.dirs[cid]
+    b.holder_joined(d, src)
+    d.inflight -= ref
+
+
+def _replay_open(b: Broker, cid: int) -> None:
+    for src, f in b.home.pending.pop(cid, ()):
+        if f[0] == _wire.CH_OPEN:
+            _h_open(b.sup, src, f)
+        elif f[0] in (_wire.CH_REF, _wire.CH_UNREF, _wire.CH_FORGET):
+            _HOLDER_FRAMES[f[0]](b.sup, src, f)
+        elif f[0] == _wire.SELECT:
+            b.select(src, f)
+        else:
+            b.data(src, f)
+
+
+def _dir_or_defer(b: Broker, src: int, f: list[Any]) -> _Dir | None:
+    d = b.dirs.get(f[1])
+    if d is None:
+        b.home.pending.setdefault(f[1], []).append((src, f))
+    return d
+
+
+def _h_ref(sup: Supervisor, src: int, f: list[Any]) -> None:
+    b = _broker(sup)
+    d = _dir_or_defer(b, src, f)
+    if d is not None:
+        d.inflight += 1
+
+
+def _h_unref(sup: Supervisor, src: int, f: list[Any]) -> None:
+    b = _broker(sup)
+    d = _dir_or_defer(b, src, f)
+    if d is not None:
+        d.inflight -= 1
+        b.maybe_free(d)
+
+
+def _h_forget(sup: Supervisor, src: int, f: list[Any]) -> None:
+    if f[2] != sup.run_id:
         return
-    b.select(src, ticket, cases, dflt)
+    b = _broker(sup)
+    d = _dir_or_defer(b, src, f)
+    if d is not None:
+        d.holders.discard(src)
+        b.maybe_free(d)
 
 
-_HANDLERS[_wire.SELECT] = _h_select
+_HOLDER_FRAMES = {_wire.CH_REF: _h_ref, _wire.CH_UNREF: _h_unref, _wire.CH_FORGET: _h_forget}
+for _kind, _fn in _HOLDER_FRAMES.items():
+    sup_handler(_kind)(_fn)
 
 
-def flush(sup: Supervisor) -> None:
-    """Send the deliveries batched during this pass (called before the loop flushes)."""
-    b = sup.state.get("broker")
-    if b is not None:
-        b.flush_deliveries()
+@sup_handler(_wire.CH_PROMOTE)
+def _h_promote(sup: Supervisor, src: int, f: list[Any]) -> None:
+    b = _broker(sup)
+    cid, cap, closed, values = f[1], f[2], f[3], f[4]
+    c = b.home.chans.get(cid)
+    if c is None:
+        c = b.home.chans[cid] = BChan(cid, cap)
+    c.closed = closed
+    c.buf.extend(values)
+    d = b.dir(cid)
+    d.holders.add(src)
+    b.home.pump(c)
+    _replay_open(b, cid)
 
 
-BEFORE_FLUSH.append(flush)
+@sup_handler(_wire.CH_FENCE)
+def _h_fence(sup: Supervisor, src: int, f: list[Any]) -> None:
+    _broker(sup).fence(src, f[1])
+
+
+@sup_handler(_wire.CH_HOME_BACK)
+def _h_home_back(sup: Supervisor, src: int, f: list[Any]) -> None:
+    _broker(sup).home_back(src, f[1])

@@ -77,6 +77,21 @@ def worker_dump(w: Any, requester: G | None = None) -> str:
                    f"{_sched._runnext is not None} spawnq={len(_sched._spawnq)} "
                    f"shipped={len(w.shipped)} steal_pending={w.steal_pending} "
                    f"published={w.published}]")
+        ch = getattr(w, "chome", None)
+        if ch is not None:
+            for cid, c in ch.chans.items():
+                out.append(f"[home {cid}: buf={len(c.buf)} sendq={len(c.sendq)} "
+                           f"recvq={[(getattr(r, 'w', '?'), getattr(r, 'n', '?')) for r in c.recvq]} "
+                           f"spec={c.spec} credits={c.credits} held={c.held} free={c.free()} "
+                           f"closed={c.closed} want={c.want}]")
+            out.append(f"[home pending={ {k: len(v) for k, v in ch.pending.items()} }]")
+        from . import _remote
+        for cid, chn in list(_remote._table.items()):
+            px = chn._r
+            if px is not None:
+                out.append(f"[px {cid}: home={px.home} pending={px.pending} outbox={len(px.outbox)} "
+                           f"credits={px.credits} cache={len(px.cache)} asked={px.asked} "
+                           f"spec={px.spec_asked} recvq={len(px.recvq)} closed={px.closed_seen}]")
     gs = sorted(_sched.live_goroutines(), key=lambda g: g.id)
     for g in gs:
         cur = requester if requester is not None else _sched._cur

@@ -38,6 +38,7 @@ from .._transport._arena import H_CID
 from .._transport._atomic import add
 from .._transport._link import SUPERVISOR
 from . import _worker
+from ._chanhome import DATA_FRAMES, Home
 from ._worker import current_worker, handler, refuse_sysmon
 
 _DRAINED = object()
@@ -53,7 +54,8 @@ class _Px:
 
     __slots__ = ("cid", "cap", "run", "credits", "grant", "want_sent", "puts", "recvq",
                  "asked", "spec_asked", "prefetch", "cache", "consumed", "reported",
-                 "closed_seen", "drained", "forgotten", "__weakref__")
+                 "closed_seen", "drained", "forgotten", "home", "pending", "outbox",
+                 "__weakref__")
 
     def __init__(self, cid: int, cap: int, run: int) -> None:
         self.cid = cid
@@ -73,6 +75,9 @@ class _Px:
         self.closed_seen = False
         self.drained = False
         self.forgotten = 0        # 1: the object died; 2: CH_FORGET queued
+        self.home = SUPERVISOR    # where the channel's state lives (pair mode: a worker)
+        self.pending = False      # the home is moving: frames wait in outbox
+        self.outbox: list[list[Any]] = []
 
 
 def _move(px: _Px, queue: Any) -> None:
@@ -81,14 +86,30 @@ def _move(px: _Px, queue: Any) -> None:
     if n:
         vals = px.puts[:n]
         del px.puts[:n]
-        queue.append((SUPERVISOR, [_wire.CH_PUT, px.cid, vals]))
+        _frame_home(px, queue, [_wire.CH_PUT, px.cid, vals])
     c = px.consumed - px.reported
     if c:
         px.reported += c
-        queue.append((SUPERVISOR, [_wire.CH_CONSUMED, px.cid, c]))
+        _frame_home(px, queue, [_wire.CH_CONSUMED, px.cid, c])
     if px.forgotten == 1:
         px.forgotten = 2
         queue.append((SUPERVISOR, [_wire.CH_FORGET, px.cid, px.run]))
+
+
+def _frame_home(px: _Px, queue: Any, frame: list[Any]) -> None:
+    """Queue a frame for px's home, or hold it while the home moves."""
+    if px.pending:
+        px.outbox.append(frame)
+    else:
+        queue.append((px.home, frame))
+
+
+def _to_home(w: Any, px: _Px, frame: list[Any]) -> None:
+    """Send a data frame to wherever the channel lives. Hub thread."""
+    if px.pending:
+        px.outbox.append(frame)
+    else:
+        w.send(px.home, frame)
 
 
 def _pre_flush(from_hub: bool) -> None:
@@ -135,14 +156,14 @@ class RemoteChan(Chan):
             _dirty.add(px)
             if not px.want_sent and px.credits <= px.grant // 2:
                 px.want_sent = True
-                _worker.W.send(SUPERVISOR, [_wire.CH_WANT, px.cid])  # type: ignore[union-attr]
+                _to_home(_worker.W, px, [_wire.CH_WANT, px.cid])
             return
         w = _worker.W
         assert w is not None
         _move_now(w, px)
         g = _sched._cur
         t = w.ticket(g)
-        w.send(SUPERVISOR, [_wire.CH_SEND, px.cid, t, b])
+        _to_home(w, px, [_wire.CH_SEND, px.cid, t, b])
         credit = _sched.park("chan send")
         if credit > 0:
             px.credits += credit
@@ -163,8 +184,7 @@ class RemoteChan(Chan):
                 if ahead <= px.prefetch // 2 and not px.drained:
                     ds = px.prefetch - ahead
                     px.spec_asked += ds
-                    _worker.W.send(SUPERVISOR,  # type: ignore[union-attr]
-                                   [_wire.CH_DEMAND, px.cid, 0, ds])
+                    _to_home(_worker.W, px, [_wire.CH_DEMAND, px.cid, 0, ds])
             return _wire.decode(b), True
         if px.drained:
             return None, False
@@ -184,7 +204,7 @@ class RemoteChan(Chan):
             need = max(need, 0)
             px.asked += need
             px.spec_asked += ds
-            w.send(SUPERVISOR, [_wire.CH_DEMAND, px.cid, need, ds])
+            _to_home(w, px, [_wire.CH_DEMAND, px.cid, need, ds])
         r = _sched.park("chan receive")
         g.waitq = None  # type: ignore[union-attr]
         if r is _DRAINED:
@@ -217,7 +237,7 @@ class RemoteChan(Chan):
         assert w is not None
         _move_now(w, px)
         t = w.ticket(_sched._cur)
-        w.send(SUPERVISOR, [_wire.CH_CLOSE, px.cid, t])
+        _to_home(w, px, [_wire.CH_CLOSE, px.cid, t])
         if not _sched.park("chan close"):
             raise ClosedChannelError("close of closed channel")
 
@@ -227,7 +247,7 @@ class RemoteChan(Chan):
         assert w is not None
         _move_now(w, px)
         t = w.ticket(_sched._cur)
-        w.send(SUPERVISOR, [_wire.CH_LEN, px.cid, t])
+        _to_home(w, px, [_wire.CH_LEN, px.cid, t])
         return int(_sched.park("chan len"))
 
     @property
@@ -243,7 +263,7 @@ class RemoteChan(Chan):
         px = self._px()
         if px.closed_seen:
             return
-        w.send(SUPERVISOR, [_wire.CH_TRYSEND, px.cid, _wire.encode(value)])
+        _to_home(w, px, [_wire.CH_TRYSEND, px.cid, _wire.encode(value)])
 
     def __reduce__(self) -> Any:
         w = _worker.W
@@ -364,7 +384,7 @@ def _give_back(w: Any, px: _Px) -> None:
     px.spec_asked = 0
     px.prefetch = max(1, px.prefetch // 2)
     _move_now(w, px)
-    w.send(SUPERVISOR, [_wire.CH_RETURN, px.cid, vals, credits])
+    _to_home(w, px, [_wire.CH_RETURN, px.cid, vals, credits])
 
 
 def select_remote(parsed: list[tuple[int, Any, Any]], dflt: int) -> tuple[int, Any]:
@@ -433,7 +453,7 @@ def _h_sent(src: int, f: list[Any]) -> None:
 def _h_credit(src: int, f: list[Any]) -> None:
     px = _px_of(f[1])
     if px is None:
-        _worker.W.send(SUPERVISOR, [_wire.CH_RETURN, f[1], [], f[2]])  # type: ignore[union-attr]
+        _worker.W.send(src, [_wire.CH_RETURN, f[1], [], f[2]])  # type: ignore[union-attr]
         return
     px.credits += f[2]
     px.grant = f[2]
@@ -447,7 +467,7 @@ def _h_deliver(src: int, f: list[Any]) -> None:
     px = _px_of(f[1])
     if px is None:
         # nobody here can receive them any more: straight back to the broker
-        _worker.W.send(SUPERVISOR, [_wire.CH_RETURN, f[1], f[2], 0])  # type: ignore[union-attr]
+        _worker.W.send(src, [_wire.CH_RETURN, f[1], f[2], 0])  # type: ignore[union-attr]
         return
     vals, ncommitted = f[2], f[3]
     px.asked = max(0, px.asked - ncommitted)
@@ -469,14 +489,14 @@ def _h_recall(src: int, f: list[Any]) -> None:
     assert w is not None
     px = _px_of(f[1])
     if px is None:
-        w.send(SUPERVISOR, [_wire.CH_RETURN, f[1], [], 0])
+        w.send(src, [_wire.CH_RETURN, f[1], [], 0])
         return
     vals = list(px.cache)
     px.cache.clear()
     px.spec_asked = 0
     px.prefetch = max(1, px.prefetch // 2)
     _move_now(w, px)
-    w.send(SUPERVISOR, [_wire.CH_RETURN, px.cid, vals, 0])
+    _to_home(w, px, [_wire.CH_RETURN, px.cid, vals, 0])
 
 
 @handler(_wire.CH_CLOSED)
@@ -490,7 +510,10 @@ def _h_closed(src: int, f: list[Any]) -> None:
         unused = px.credits
         px.credits = 0
         _move_now(w, px)
-    w.send(SUPERVISOR, [_wire.CH_CLOSED_ACK, f[1], unused])
+    if px is not None:
+        _to_home(w, px, [_wire.CH_CLOSED_ACK, f[1], unused])
+    else:
+        w.send(src, [_wire.CH_CLOSED_ACK, f[1], unused])
 
 
 @handler(_wire.CH_DRAINED)
@@ -533,18 +556,140 @@ def _h_select_done(src: int, f: list[Any]) -> None:
         _sched.ready(g, (f[2], f[3], f[4]))
 
 
+# -- pair mode: this worker as a channel's home (docs/design.md §6.7) -------------
+
+def _home_out(dst: int, frame: list[Any]) -> None:
+    w = _worker.W
+    assert w is not None
+    w.send(dst, frame)
+
+
+def _on_data(src: int, f: list[Any]) -> None:
+    """A data frame for a channel homed here (or about to be: held until CH_HOME)."""
+    w = _worker.W
+    assert w is not None
+    w.chome.handle(src, f)
+
+
+for _kind in DATA_FRAMES:
+    _worker.HANDLERS[_kind] = _on_data
+
+
+@handler(_wire.CH_PREPARE)
+def _h_prepare(src: int, f: list[Any]) -> None:
+    """The channel's home moves: fence at the current home, hold frames meanwhile."""
+    w = _worker.W
+    assert w is not None
+    cid, home = f[1], f[2]
+    px = _px_of(cid)
+    with w.link.lock:
+        if px is not None:
+            _move(px, w.link.queue)           # what is owed goes before the fence
+            px.pending = True
+    w.send(home, [_wire.CH_FENCE, cid])
+
+
+def _release(w: Any, px: _Px, home: int) -> None:
+    with w.link.lock:
+        px.home = home
+        px.pending = False
+        out, px.outbox = px.outbox, []
+        for frame in out:
+            w.link.queue.append((home, frame))
+    _sched.want_hub_turn()
+
+
+@handler(_wire.CH_HOME)
+def _h_home(src: int, f: list[Any]) -> None:
+    w = _worker.W
+    assert w is not None
+    w.chome.install(f[2])
+    px = _px_of(f[1])
+    if px is not None:
+        _release(w, px, w.wid)
+
+
+@handler(_wire.CH_MOVED)
+def _h_moved(src: int, f: list[Any]) -> None:
+    w = _worker.W
+    assert w is not None
+    px = _px_of(f[1])
+    if px is not None:
+        _release(w, px, f[2])
+
+
+@handler(_wire.CH_REVOKE)
+def _h_revoke(src: int, f: list[Any]) -> None:
+    w = _worker.W
+    assert w is not None
+    cid = f[1]
+    early = w.fences.pop(cid, set())
+    wait = set(f[2]) - early
+    if wait:
+        w.revoking[cid] = wait
+    else:
+        _home_back(w, cid)
+
+
+@handler(_wire.CH_FENCE)
+def _h_fence(src: int, f: list[Any]) -> None:
+    w = _worker.W
+    assert w is not None
+    cid = f[1]
+    wait = w.revoking.get(cid)
+    if wait is None:
+        w.fences.setdefault(cid, set()).add(src)     # came before our CH_REVOKE
+        return
+    wait.discard(src)
+    if not wait:
+        del w.revoking[cid]
+        _home_back(w, cid)
+
+
+def _home_back(w: Any, cid: int) -> None:
+    """Every other holder fenced: send the state back to the supervisor."""
+    state = w.chome.export(cid)
+    px = _px_of(cid)
+    with w.link.lock:
+        if px is not None:
+            _move(px, w.link.queue)           # our own owed frames stay local...
+            px.home = SUPERVISOR              # ...and what follows goes after HOME_BACK
+        w.link.queue.append((SUPERVISOR, [_wire.CH_HOME_BACK, state]))
+    _sched.want_hub_turn()
+
+
+@handler(_wire.CH_DROP)
+def _h_drop(src: int, f: list[Any]) -> None:
+    w = _worker.W
+    assert w is not None
+    w.chome.chans.pop(f[1], None)
+
+
 def _on_run_start() -> None:
     _dirty.clear()
     w = _worker.W
     if w is not None:
         w.link.pre_flush = _pre_flush
         w.link.pre_pending = _pre_pending
+        w.chome = Home(w.wid, _home_out)
+        w.revoking = {}
+        w.fences = {}
+
+
+def _flush_home() -> None:
+    w = _worker.W
+    if w is not None and w.chome.out:
+        w.chome.flush_deliveries()
 
 
 def install(w: Any) -> None:
     w.on_run_start.append(_on_run_start)
+    w.on_flush.append(_flush_home)
     w.link.pre_flush = _pre_flush
     w.link.pre_pending = _pre_pending
+    w.chome = Home(w.wid, _home_out)
+    w.revoking = {}
+    w.fences = {}
 
 
 _worker.ON_WORKER_START.append(install)

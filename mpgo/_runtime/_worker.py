@@ -314,26 +314,29 @@ class Worker(_sched.Hooks):
             if rj:
                 self._answer_remote_joins(g, rj)
 
+    def flush(self) -> None:
+        """Everything produced so far leaves: batched deliveries of channels homed
+        here and credited sends first (on_flush), then the link's queue."""
+        for f in self.on_flush:
+            f()
+        self.link.flush()
+
     def turn(self) -> None:
         self.publish()
         if load(self.off_steal_req):
             self.serve_steal(False)
         if self.link.readable():
             self.read_messages()
-        if self.link.queue:
-            for f in self.on_flush:
-                f()
-            self.link.flush()
+        self.flush()
 
     def idle(self) -> None:
         self.publish()
-        for f in self.on_flush:
-            f()
+        self.flush()
         if self.link.readable():
             self.read_messages()
             if _sched.has_runnable():
                 return
-        self.link.flush()
+        self.flush()
         if self.steal_pending or self.global_pending:
             if self.steal_pending and time.monotonic() > self.steal_pending:
                 cas(worker_off(self.steal_victim, W_STEAL_REQ), self.wid + 1, 0)
@@ -367,6 +370,7 @@ class Worker(_sched.Hooks):
         if self.steal_pending:
             left = max(0.0, self.steal_pending - time.monotonic())
             timeout = left if timeout is None else min(timeout, left)
+        self.flush()        # nothing may wait in a queue while we sleep (P20)
         if self.link.readable() or self.link.queue:
             timeout = 0.0
         store(self.off_timers, len(_sched._timers))

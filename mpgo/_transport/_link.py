@@ -56,7 +56,7 @@ class Link:
         self.out: dict[int, zmq.Socket] = {}
         self.queue: deque[tuple[int, Any]] = deque()
         self.lock = threading.Lock()
-        self.first_queued = 0.0
+        self.local: deque[list[Any]] = deque()   # frames addressed to this process itself
         self.rejected = 0
         self._on_sent = on_sent       # callable(n) counting messages sent
         self._on_recv = on_recv
@@ -113,6 +113,9 @@ class Link:
                     lst.append(frame)
             n = 0
             for dst, frames in by_dst.items():
+                if dst == self.me:           # to ourselves: no socket (pair-mode homes)
+                    self.local.extend(frames)
+                    continue
                 msg = _wire.pack_message(self.token, self.me, self.run, frames)
                 self._sock(dst).send(msg, _NOBLOCK)
                 n += 1
@@ -134,11 +137,16 @@ class Link:
 
     def readable(self) -> bool:
         """Whether a message is waiting (also re-arms the edge-triggered FD)."""
-        return bool(self.inbox.getsockopt(zmq.EVENTS) & _POLLIN)
+        return bool(self.local) or bool(self.inbox.getsockopt(zmq.EVENTS) & _POLLIN)
 
     def recv_all(self, limit: int = 1 << 30) -> list[list[Any]]:
         """Every waiting message as [src, frame, ...]; foreign ones dropped. Owner thread."""
         out: list[list[Any]] = []
+        if self.local:
+            frames = []
+            while self.local:
+                frames.append(self.local.popleft())
+            out.append([self.me, self.run, *frames])
         recv = self.inbox.recv
         token = self.token
         n = 0

@@ -185,6 +185,13 @@ CH_CONSUMED = 51
 CH_REF = 52          # w->B [CH_REF, cid]: a reference was pickled (in flight)
 CH_UNREF = 53        # w->B [CH_UNREF, cid]: an in-flight reference arrived where one is held
 CH_FORGET = 54       # w->B [CH_FORGET, cid, run]: this worker's last object for cid is gone
+CH_PREPARE = 70      # B->holder [CH_PREPARE, cid]: the home moves; fence and hold frames
+CH_FENCE = 71        # holder->old home [CH_FENCE, cid]: nothing more from me there
+CH_HOME = 72         # B->w [CH_HOME, cid, state]: you are the channel's home now
+CH_MOVED = 73        # B->holder [CH_MOVED, cid, home]: send to this home from now on
+CH_REVOKE = 74       # B->home [CH_REVOKE, cid, [holders to await]]: send the state back
+CH_HOME_BACK = 75    # home->B [CH_HOME_BACK, state]
+CH_DROP = 76         # B->home [CH_DROP, cid]: garbage: forget it
 
 LK_WAIT = 60         # w->S [LK_WAIT, slot, kind, gid, ticket, timeout]
 LK_WAKE = 61         # w->S [LK_WAKE, slot, kind, arg]

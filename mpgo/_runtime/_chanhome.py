@@ -1,0 +1,609 @@
+"""Where promoted channels live: their state and the algorithm, host-agnostic.
+
+Strategy (docs/design.md §6)
+----------------------------
+A promoted channel's state (`BChan`) lives in exactly one process, its *home*:
+the supervisor's broker by default, or — in pair mode (§6.7) — the one worker
+that receives on it when only two workers use it. `Home` runs the same
+algorithm wherever it is; only the way frames leave differs. Values are opaque
+bytes: a home never decodes them.
+
+* Buffered channels: senders hold *credit* (free slots reserved for them) and
+  send without waiting (`CH_PUT`); without credit a send is blocking
+  (`CH_SEND`) and its reply grants credit. Receivers ask for values
+  (`CH_DEMAND`: committed = parked receivers, spec = prefetch) and report what
+  they consumed (`CH_CONSUMED`). Capacity invariant (P3):
+  ``len(buf) + Σheld + Σcredits <= cap``.
+* Unbuffered channels: no credit, no prefetch. A send is answered
+  (`CH_SENT`) only when a committed receiver got the value (P3 rendezvous).
+* Values held by a worker whose receivers stopped are recalled (`CH_RECALL`)
+  when another worker's receivers wait, or when the channel closes.
+* Close voids all credit: the closer is answered once every credit holder
+  acknowledged (`CH_CLOSED_ACK`), so a send that happens after the close
+  always raises.
+
+Who may call: the host's loop only (the supervisor's, or a worker's hub).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from .._transport import _wire
+
+SEND, RECV, RECV_OK = 2, 0, 1          # case kinds, as in _core._chan
+
+
+class _Sel:
+    """A select parked at the broker, waiting on several channels."""
+
+    __slots__ = ("w", "ticket", "cases", "done")
+
+    def __init__(self, w: int, ticket: int, cases: list[Any]) -> None:
+        self.w = w
+        self.ticket = ticket
+        self.cases = cases
+        self.done = False
+
+
+class _SelCase:
+    __slots__ = ("sel", "idx", "kind", "value")
+
+    def __init__(self, sel: _Sel, idx: int, kind: int, value: Any) -> None:
+        self.sel = sel
+        self.idx = idx
+        self.kind = kind
+        self.value = value
+
+
+class _Demand:
+    """Committed demand of one worker: `n` parked receivers want one value each."""
+
+    __slots__ = ("w", "n")
+
+    def __init__(self, w: int, n: int) -> None:
+        self.w = w
+        self.n = n
+
+
+class BChan:
+    """One promoted channel at the broker."""
+
+    __slots__ = ("cid", "cap", "closed", "buf", "sendq", "recvq", "spec", "credits",
+                 "held", "want", "close_wait", "recalling", "drained_sent", "stale")
+
+    def __init__(self, cid: int, cap: int) -> None:
+        self.cid = cid
+        self.cap = cap
+        self.closed = False
+        self.buf: deque[bytes] = deque()
+        # blocking senders: (worker, ticket, value) tuples or _SelCase
+        self.sendq: deque[Any] = deque()
+        # receivers: _Demand or _SelCase, FIFO
+        self.recvq: deque[Any] = deque()
+        self.spec: dict[int, int] = {}
+        self.credits: dict[int, int] = {}
+        self.held: dict[int, int] = {}
+        self.want: list[int] = []
+        self.close_wait: dict[str, Any] | None = None
+        self.recalling: set[int] = set()
+        self.drained_sent: set[int] = set()
+        self.stale = 0
+
+    def sweep(self) -> None:
+        """Drop select cases whose select already fired."""
+        self.stale = 0
+        self.recvq = deque(r for r in self.recvq
+                           if not (type(r) is _SelCase and r.sel.done))
+        self.sendq = deque(s for s in self.sendq
+                           if not (type(s) is _SelCase and s.sel.done))
+
+    def free(self) -> int:
+        return self.cap - len(self.buf) - sum(self.held.values()) - sum(self.credits.values())
+
+
+class Home:
+    """The promoted channels homed in one process, and the per-pass delivery batches.
+
+    `send(dst, frame)` is the host's way out: the supervisor's link, or a
+    worker's (which delivers frames addressed to itself locally).
+    """
+
+    def __init__(self, me: int, send: Callable[[int, list[Any]], None]) -> None:
+        self.me = me
+        self._out = send
+        self.chans: dict[int, BChan] = {}
+        self.pending: dict[int, list[tuple[int, list[Any]]]] = {}   # cid -> frames before PROMOTE
+        self.out: dict[tuple[int, int], list[Any]] = {}              # (w, cid) -> [values, ncommitted]
+        self.rand = random.Random()
+
+    # -- plumbing ------------------------------------------------------------
+
+    def send(self, w: int, frame: list[Any]) -> None:
+        """Queue a frame for w after any deliveries already batched for w (order)."""
+        if self.out:
+            for key in [k for k in self.out if k[0] == w]:
+                vals, ncommitted = self.out.pop(key)
+                self._out(w, [_wire.CH_DELIVER, key[1], vals, ncommitted])
+        self._out(w, frame)
+
+    def deliver(self, w: int, c: BChan, v: bytes, committed: bool) -> None:
+        key = (w, c.cid)
+        e = self.out.get(key)
+        if e is None:
+            e = self.out[key] = [[], 0]
+        e[0].append(v)
+        if committed:
+            e[1] += 1
+        if c.cap:
+            c.held[w] = c.held.get(w, 0) + 1
+
+    def flush_deliveries(self) -> None:
+        if not self.out:
+            return
+        out, self.out = self.out, {}
+        for (w, cid), (vals, ncommitted) in out.items():
+            self._out(w, [_wire.CH_DELIVER, cid, vals, ncommitted])
+
+    def chan(self, cid: int) -> BChan | None:
+        return self.chans.get(cid)
+
+    # -- matching ------------------------------------------------------------
+
+    def _next_receiver(self, c: BChan) -> Any:
+        """The first live receiver (committed demand or select case), or None."""
+        q = c.recvq
+        while q:
+            r = q[0]
+            if type(r) is _Demand:
+                if r.n > 0:
+                    return r
+                q.popleft()
+                continue
+            if r.sel.done:
+                q.popleft()
+                continue
+            return r
+        return None
+
+    def _next_sender(self, c: BChan) -> Any:
+        q = c.sendq
+        while q:
+            s = q[0]
+            if type(s) is _SelCase and s.sel.done:
+                q.popleft()
+                continue
+            return s
+        return None
+
+    def _give(self, c: BChan, r: Any, v: bytes) -> None:
+        """Hand value v to receiver r (head of recvq)."""
+        if type(r) is _Demand:
+            r.n -= 1
+            if r.n == 0:
+                c.recvq.popleft()
+            self.deliver(r.w, c, v, True)
+        else:
+            c.recvq.popleft()
+            self._fire_sel(r, v, True)
+
+    def _fire_sel(self, sc: _SelCase, v: Any, ok: Any) -> None:
+        sel = sc.sel
+        sel.done = True
+        self.send(sel.w, [_wire.SELECT_DONE, sel.ticket, sc.idx, v, ok])
+        # Its other cases are stale now: sweep a channel when they pile up
+        # (they are skipped at the head, but may sit behind live waiters).
+        for case in sel.cases:
+            c = self.chans.get(case[1]) if case[1] is not None else None
+            if c is not None:
+                c.stale += 1
+                if c.stale > 64 and c.stale * 2 > len(c.recvq) + len(c.sendq):
+                    c.sweep()
+
+    def _take_sender(self, c: BChan, into_buf: bool) -> bytes:
+        """Pop the head blocking sender, answer it, return its value.
+
+        With into_buf the value is appended to the buffer *before* the credit
+        that rides on the answer is computed (else free() counts it twice).
+        """
+        s = c.sendq.popleft()
+        if type(s) is _SelCase:
+            v = s.value
+            if into_buf:
+                c.buf.append(v)
+            self._fire_sel(s, None, True)
+            return v  # type: ignore[no-any-return]
+        w, ticket, v = s
+        if into_buf:
+            c.buf.append(v)
+        self.send(w, [_wire.CH_SENT, ticket, self._grant(c, w) if c.cap else 0, False])
+        return v  # type: ignore[no-any-return]
+
+    def _grant(self, c: BChan, w: int) -> int:
+        """Credit for worker w: about half the capacity while free allows."""
+        n = min(c.free(), max(1, c.cap // 2))
+        if n <= 0:
+            return 0
+        c.credits[w] = c.credits.get(w, 0) + n
+        return n
+
+    def pump(self, c: BChan) -> None:
+        """Move everything that can move now. Called after every change to c."""
+        if c.cap:
+            # blocked senders into the buffer while there is room
+            while c.sendq and c.free() > 0:
+                s = self._next_sender(c)
+                if s is None:
+                    break
+                self._take_sender(c, True)
+            # values to receivers: committed first, FIFO
+            while c.buf:
+                r = self._next_receiver(c)
+                if r is None:
+                    break
+                self._give(c, r, c.buf.popleft())
+            # then speculative prefetch
+            if c.buf and c.spec:
+                for w in list(c.spec):
+                    k = min(c.spec[w], len(c.buf))
+                    for _ in range(k):
+                        self.deliver(w, c, c.buf.popleft(), False)
+                    c.spec[w] -= k
+                    if not c.spec[w]:
+                        del c.spec[w]
+                    if not c.buf:
+                        break
+            # room after all that: blocked senders again, then credit wanters
+            while c.sendq and c.free() > 0 and self._next_sender(c) is not None:
+                self._take_sender(c, True)
+                r = self._next_receiver(c)
+                if r is not None:
+                    self._give(c, r, c.buf.popleft())
+            if c.want and c.free() > 0 and not c.closed:
+                wanters, c.want = c.want, []
+                for w in wanters:
+                    n = self._grant(c, w)
+                    if n:
+                        self.send(w, [_wire.CH_CREDIT, c.cid, n])
+                    else:
+                        c.want.append(w)
+        else:
+            # unbuffered: rendezvous of a blocked sender with a committed receiver
+            while True:
+                s = self._next_sender(c)
+                if s is None:
+                    break
+                r = self._next_receiver(c)
+                if r is None:
+                    break
+                if type(s) is _SelCase and type(r) is _SelCase and s.sel is r.sel:
+                    break       # a select cannot rendezvous with itself
+                v = self._take_sender(c, False)
+                self._give(c, r, v)
+        self._maybe_recall_or_drain(c)
+
+    def _maybe_recall_or_drain(self, c: BChan) -> None:
+        if c.buf or self._next_receiver(c) is None:
+            return
+        if c.cap and not (c.closed and c.sendq):
+            waiting = {r.w for r in c.recvq if type(r) is _Demand and r.n > 0}
+            waiting |= {r.sel.w for r in c.recvq if type(r) is _SelCase and not r.sel.done}
+            for w, h in c.held.items():
+                if h > 0 and w not in c.recalling and w not in waiting:
+                    c.recalling.add(w)
+                    self.send(w, [_wire.CH_RECALL, c.cid])
+        if c.closed and not c.sendq and not c.recalling and not any(c.held.values()):
+            # closed and drained: every waiting receiver gets (None, False)
+            while c.recvq:
+                r = c.recvq.popleft()
+                if type(r) is _Demand:
+                    if r.n > 0:
+                        r.n = 0
+                        self.send(r.w, [_wire.CH_DRAINED, c.cid])
+                elif not r.sel.done:
+                    self._fire_sel(r, None, False)
+
+    # -- select ----------------------------------------------------------------
+
+    def select(self, w: int, ticket: int, cases: list[Any], dflt: int) -> None:
+        ready: list[int] = []
+        for i, case in enumerate(cases):
+            kind, cid = case[0], case[1]
+            c = self.chans.get(cid)
+            if c is None:
+                continue
+            if kind == SEND:
+                if c.closed or (c.cap and c.free() > 0) or \
+                        (not c.cap and self._ready_receiver_not(c, w, ticket)):
+                    ready.append(i)
+            else:
+                if c.buf or self._next_sender(c) is not None or \
+                        (c.closed and not any(c.held.values())):
+                    ready.append(i)
+        if ready:
+            i = ready[0] if len(ready) == 1 else ready[self.rand.randrange(len(ready))]
+            kind, cid = cases[i][0], cases[i][1]
+            c = self.chans[cid]
+            if kind == SEND:
+                if c.closed:
+                    self.send(w, [_wire.SELECT_DONE, ticket, i, None, "closed"])
+                    return
+                v = cases[i][2]
+                if c.cap:
+                    c.buf.append(v)
+                else:
+                    r = self._next_receiver(c)
+                    self._give(c, r, v)
+                self.send(w, [_wire.SELECT_DONE, ticket, i, None, True])
+                self.pump(c)
+                return
+            if c.buf:
+                v = c.buf.popleft()
+            elif self._next_sender(c) is not None:
+                v = self._take_sender(c, False)
+            else:
+                self.send(w, [_wire.SELECT_DONE, ticket, i, None, False])
+                return
+            self.send(w, [_wire.SELECT_DONE, ticket, i, v, True])
+            self.pump(c)
+            return
+        if dflt >= 0:
+            self.send(w, [_wire.SELECT_DONE, ticket, dflt, None, True])
+            return
+        sel = _Sel(w, ticket, cases)
+        chans = []
+        for i, case in enumerate(cases):
+            kind, cid = case[0], case[1]
+            c = self.chans.get(cid)
+            if c is None:
+                continue
+            sc = _SelCase(sel, i, kind, case[2] if kind == SEND else None)
+            (c.sendq if kind == SEND else c.recvq).append(sc)
+            chans.append(c)
+        for c in chans:
+            self.pump(c)
+            if sel.done:
+                break
+
+    def _ready_receiver_not(self, c: BChan, w: int, ticket: int) -> bool:
+        r = self._next_receiver(c)
+        return r is not None
+
+    # -- close -----------------------------------------------------------------
+
+    def close(self, w: int, ticket: int, c: BChan) -> None:
+        if c.closed:
+            self.send(w, [_wire.CH_CLOSE_DONE, ticket, False])
+            return
+        c.closed = True
+        c.want.clear()
+        # blocked senders raise
+        while c.sendq:
+            s = c.sendq.popleft()
+            if type(s) is _SelCase:
+                if not s.sel.done:
+                    s.sel.done = True
+                    self.send(s.sel.w, [_wire.SELECT_DONE, s.sel.ticket, s.idx, None, "closed"])
+            else:
+                self.send(s[0], [_wire.CH_SENT, s[1], 0, True])
+        # every worker that knows the channel hears of the close; credit holders ack
+        holders = {x for x, n in c.credits.items() if n > 0}
+        c.close_wait = {"w": w, "ticket": ticket, "left": set(holders)}
+        told = set(holders) | set(c.held) | {r.w for r in c.recvq if type(r) is _Demand}
+        for x in told:
+            self.send(x, [_wire.CH_CLOSED, c.cid])
+        if not holders:
+            c.close_wait = None
+            self.send(w, [_wire.CH_CLOSE_DONE, ticket, True])
+        self.pump(c)
+
+    def closed_ack(self, w: int, c: BChan, credits: int) -> None:
+        c.credits.pop(w, None)
+        cw = c.close_wait
+        if cw is not None:
+            cw["left"].discard(w)
+            if not cw["left"]:
+                c.close_wait = None
+                self.send(cw["w"], [_wire.CH_CLOSE_DONE, cw["ticket"], True])
+        self.pump(c)
+
+    # -- worker death ------------------------------------------------------------
+
+    def forget_worker(self, w: int) -> None:
+        for c in self.chans.values():
+            c.credits.pop(w, None)
+            c.held.pop(w, None)
+            c.spec.pop(w, None)
+            c.recalling.discard(w)
+            c.recvq = deque(r for r in c.recvq
+                            if not ((type(r) is _Demand and r.w == w)
+                                    or (type(r) is _SelCase and r.sel.w == w)))
+            c.sendq = deque(s for s in c.sendq
+                            if not ((type(s) is _SelCase and s.sel.w == w)
+                                    or (type(s) is tuple and s[0] == w)))
+
+
+# ---------------------------------------------------------------------------
+# frame handlers (supervisor loop)
+# ---------------------------------------------------------------------------
+
+    # -- frames ----------------------------------------------------------------
+
+    def handle(self, src: int, f: list[Any]) -> None:
+        """Apply one channel frame addressed to this home."""
+        c = self.chans.get(f[1])
+        if c is None:
+            self.pending.setdefault(f[1], []).append((src, f))
+            return
+        _DISPATCH[f[0]](self, c, src, f)
+
+    def replay(self, cid: int) -> None:
+        """Frames that arrived before the channel did (its PROMOTE or HOME)."""
+        for src, f in self.pending.pop(cid, ()):
+            if f[0] == _wire.SELECT:
+                self.on_select(src, f)
+            else:
+                self.handle(src, f)
+
+    def on_select(self, src: int, f: list[Any]) -> None:
+        ticket, cases, dflt = f[1], f[2], f[3]
+        missing = [case[1] for case in cases if case[1] is not None and case[1] not in self.chans]
+        if missing:
+            # a channel whose PROMOTE has not arrived yet: wait for it, then retry
+            self.pending.setdefault(missing[0], []).append((src, f))
+            return
+        self.select(src, ticket, cases, dflt)
+
+    def _f_send(self, c: BChan, src: int, f: list[Any]) -> None:
+        ticket, v = f[2], f[3]
+        if c.closed:
+            self.send(src, [_wire.CH_SENT, ticket, 0, True])
+            return
+        if c.cap and c.credits.get(src, 0) > 0:
+            # The sender's own credit is on its way to it (CH_CREDIT in flight):
+            # this send uses one of those slots; the answer takes it back (-1),
+            # and arrives after the CH_CREDIT (one FIFO link), so both agree.
+            c.credits[src] -= 1
+            if not c.credits[src]:
+                del c.credits[src]
+            c.buf.append(v)
+            self.send(src, [_wire.CH_SENT, ticket, -1, False])
+        elif c.cap and c.free() > 0 and not c.sendq:
+            c.buf.append(v)
+            self.send(src, [_wire.CH_SENT, ticket, self._grant(c, src), False])
+        else:
+            c.sendq.append((src, ticket, v))
+        self.pump(c)
+
+    def _f_trysend(self, c: BChan, src: int, f: list[Any]) -> None:
+        if c.closed:
+            return
+        if c.cap:
+            if c.free() > 0:
+                c.buf.append(f[2])
+        else:
+            r = self._next_receiver(c)
+            if r is not None:
+                self._give(c, r, f[2])
+        self.pump(c)
+
+    def _f_put(self, c: BChan, src: int, f: list[Any]) -> None:
+        vals = f[2]
+        left = c.credits.get(src, 0) - len(vals)
+        if left > 0:
+            c.credits[src] = left
+        else:
+            c.credits.pop(src, None)
+        c.buf.extend(vals)
+        self.pump(c)
+
+    def _f_want(self, c: BChan, src: int, f: list[Any]) -> None:
+        if c.closed:
+            return
+        n = self._grant(c, src)
+        if n:
+            self.send(src, [_wire.CH_CREDIT, c.cid, n])
+        elif src not in c.want:
+            c.want.append(src)
+
+    def _f_demand(self, c: BChan, src: int, f: list[Any]) -> None:
+        dc, ds = f[2], f[3]
+        if dc:
+            q = c.recvq
+            if q and type(q[-1]) is _Demand and q[-1].w == src:
+                q[-1].n += dc
+            else:
+                q.append(_Demand(src, dc))
+        if ds and c.cap:
+            c.spec[src] = c.spec.get(src, 0) + ds
+        self.pump(c)
+
+    def _f_consumed(self, c: BChan, src: int, f: list[Any]) -> None:
+        left = c.held.get(src, 0) - f[2]
+        if left > 0:
+            c.held[src] = left
+        else:
+            c.held.pop(src, None)
+        self.pump(c)
+
+    def _f_return(self, c: BChan, src: int, f: list[Any]) -> None:
+        vals, credits = f[2], f[3]
+        c.recalling.discard(src)
+        c.buf.extendleft(reversed(vals))
+        left = c.held.get(src, 0) - len(vals)
+        if left > 0:
+            c.held[src] = left
+        else:
+            c.held.pop(src, None)
+        if credits:
+            left = c.credits.get(src, 0) - credits
+            if left > 0:
+                c.credits[src] = left
+            else:
+                c.credits.pop(src, None)
+        c.spec.pop(src, None)
+        self.pump(c)
+
+    def _f_close(self, c: BChan, src: int, f: list[Any]) -> None:
+        self.close(src, f[2], c)
+
+    def _f_closed_ack(self, c: BChan, src: int, f: list[Any]) -> None:
+        self.closed_ack(src, c, f[2])
+
+    def _f_len(self, c: BChan, src: int, f: list[Any]) -> None:
+        n = len(c.buf) + sum(c.held.values())
+        self.send(src, [_wire.CH_LEN_IS, f[2], n])
+
+    # -- moving a channel between homes (pair mode, §6.7) -----------------------
+
+    def movable(self, c: BChan) -> bool:
+        """Whether c's state can travel: no select case and no close in progress."""
+        return (not c.closed and c.close_wait is None and not c.recalling
+                and not any(type(r) is _SelCase for r in c.recvq)
+                and not any(type(s) is _SelCase for s in c.sendq))
+
+    def export(self, cid: int) -> list[Any]:
+        """Remove channel cid from this home and return its state as plain data."""
+        self.flush_deliveries()
+        c = self.chans.pop(cid)
+        return [c.cid, c.cap, c.closed, list(c.buf),
+                [list(s) for s in c.sendq if type(s) is tuple],
+                [[r.w, r.n] for r in c.recvq if type(r) is _Demand and r.n > 0],
+                list(c.spec.items()), list(c.credits.items()), list(c.held.items()),
+                list(c.want), c.stale]
+
+    def install(self, state: list[Any]) -> BChan:
+        """Make this process the home of a channel exported elsewhere."""
+        cid, cap, closed, buf, sendq, recvq, spec, credits, held, want, stale = state
+        c = BChan(cid, cap)
+        c.closed = closed
+        c.buf.extend(buf)
+        c.sendq.extend(tuple(s) for s in sendq)
+        c.recvq.extend(_Demand(w, n) for w, n in recvq)
+        c.spec = dict(spec)
+        c.credits = dict(credits)
+        c.held = dict(held)
+        c.want = list(want)
+        c.stale = stale
+        self.chans[cid] = c
+        self.pump(c)
+        self.replay(cid)
+        return c
+
+
+_DISPATCH: dict[int, Callable[[Home, BChan, int, list[Any]], None]] = {
+    _wire.CH_SEND: Home._f_send,
+    _wire.CH_TRYSEND: Home._f_trysend,
+    _wire.CH_PUT: Home._f_put,
+    _wire.CH_WANT: Home._f_want,
+    _wire.CH_DEMAND: Home._f_demand,
+    _wire.CH_CONSUMED: Home._f_consumed,
+    _wire.CH_RETURN: Home._f_return,
+    _wire.CH_CLOSE: Home._f_close,
+    _wire.CH_CLOSED_ACK: Home._f_closed_ack,
+    _wire.CH_LEN: Home._f_len,
+}
+DATA_FRAMES = frozenset(_DISPATCH)
