@@ -28,8 +28,11 @@ traceback as its ``__cause__`` (as `concurrent.futures` does).
 `map_` runs batches: each goroutine applies `fn` to a list of items and
 reports how long that took; the next batch size aims at `TARGET` seconds of
 work per batch (growing at most ×8 per measurement, shrinking at once), so
-CPU-heavy items go one per goroutine and tiny ones by thousands. At most
-`window` batches are in flight; the input is read only to fill that window.
+CPU-heavy items go one per goroutine and tiny ones by thousands. A lazy input
+starts at one item per batch; a sized one at ``len / (FIRST_SPLIT ×
+workers)`` (so even heavy items leave that many batches to balance), and
+no batch exceeds half a worker's share. At most `window` batches are in
+flight; the input is read only to fill that window.
 
 Who may call: `Group()` and its methods from goroutines of the worker that
 made the group (a Group does not pickle: a task that captures it stays in
@@ -61,6 +64,7 @@ TARGET = 0.002          # seconds of work per map batch
 GROWTH = 8              # the most a batch grows per measurement
 MAX_BATCH = 8192        # bounds the items in flight for lazy inputs
 WINDOW_PER_WORKER = 4   # map batches in flight per worker (without a limit)
+FIRST_SPLIT = 16        # a sized input starts with batches of len / (this × workers)
 
 # (exception, remote traceback text or "")
 _Failure = tuple[BaseException, str]
@@ -165,6 +169,10 @@ class Group:
 
     Also a context manager: leaving the block waits (and cancels ``g.ctx``
     first if the block raised).
+
+    Tasks start on the caller's worker and idle workers take them; the
+    caller's worker runs tasks too, so while it computes one it cannot start
+    the next: a `limit` above `num_workers()` keeps every worker busy.
     """
 
     def __init__(self, limit: int | None = None, parent: Context | None = None) -> None:
@@ -303,51 +311,62 @@ def map_(fn: Callable[..., Any], /, *iterables: Iterable[Any], limit: int | None
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise ValueError(f"map: {name} must be a positive int or None, got {v!r}")
     window = limit if limit is not None else WINDOW_PER_WORKER * w.n
-    cap = MAX_BATCH
+    cap, first = MAX_BATCH, 1
     try:
         n = min(len(it) for it in iterables)  # type: ignore[arg-type]
-        cap = max(1, min(cap, -(-n // (2 * w.n))))   # at least two batches per worker
     except TypeError:
-        pass
+        pass                                    # a lazy input: start at one item
+    else:
+        cap = max(1, min(cap, -(-n // (2 * w.n))))   # at least two batches per worker
+        first = max(1, min(cap, n // (FIRST_SPLIT * w.n)))
     star = len(iterables) > 1
     it = zip(*iterables, strict=False) if star else iter(iterables[0])
     deadline = None if timeout is None else monotonic() + float(timeout)
-    return _map_gen(fn, it, star, window, chunksize, cap, deadline, w.wid)
+    b = _Batches(fn, it, star, window, chunksize or first, chunksize is None, cap, w.wid)
+    b.fill()                    # start at once, as ProcessPoolExecutor.map does
+    return _results(b, deadline)
 
 
-def _map_gen(fn: Callable[..., Any], it: Iterator[Any], star: bool, window: int,
-             chunksize: int | None, cap: int, deadline: float | None,
-             home: int) -> Iterator[Any]:
-    size = chunksize or 1
-    pending: deque[tuple[int, Goroutine]] = deque()
-    input_error: BaseException | None = None
-    exhausted = False
+class _Batches:
+    """The batches of one map in flight, oldest first, and the input behind them."""
 
-    def fill() -> None:
+    def __init__(self, fn: Callable[..., Any], it: Iterator[Any], star: bool, window: int,
+                 size: int, adapt: bool, cap: int, home: int) -> None:
+        self.fn, self.it, self.star, self.home = fn, it, star, home
+        self.window, self.size, self.adapt, self.cap = window, size, adapt, cap
+        self.pending: deque[tuple[int, Goroutine]] = deque()   # (items, goroutine)
+        self.exhausted = False
+        self.input_error: BaseException | None = None
+
+    def fill(self) -> None:
         """Start batches until `window` are in flight or the input ends."""
-        nonlocal exhausted, input_error
-        while not exhausted and len(pending) < window:
+        while not self.exhausted and len(self.pending) < self.window:
             try:
-                batch = list(islice(it, size))
+                batch = list(islice(self.it, self.size))
             except Exception as e:  # noqa: BLE001 - raised after the items before it
-                input_error, exhausted = e, True
+                self.input_error, self.exhausted = e, True
                 return
-            if len(batch) < size:
-                exhausted = True
+            if len(batch) < self.size:
+                self.exhausted = True
             if batch:
-                pending.append((len(batch), go(_run_batch, fn, batch, star, home)))
+                g = go(_run_batch, self.fn, batch, self.star, self.home)
+                self.pending.append((len(batch), g))
 
-    fill()
-    while pending:
-        n, h = pending.popleft()
+    def measured(self, n: int, seconds: float) -> None:
+        if self.adapt:
+            self.size = _next_size(self.size, n, seconds, self.cap)
+
+
+def _results(b: _Batches, deadline: float | None) -> Iterator[Any]:
+    while b.pending:
+        n, h = b.pending.popleft()
         wait = None if deadline is None else max(0.0, deadline - monotonic())
         out, seconds, failure = h.join(wait)
         if failure is not None:
             yield from out
             raise _revive(failure)
-        if chunksize is None:
-            size = _next_size(size, n, seconds, cap)
-        fill()                      # keep the workers busy while the caller consumes
+        b.measured(n, seconds)
+        b.fill()                    # keep the workers busy while the caller consumes
         yield from out
-    if input_error is not None:
-        raise input_error
+    if b.input_error is not None:
+        raise b.input_error

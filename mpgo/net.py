@@ -126,11 +126,11 @@ def _yield_to_poller() -> None:
         _yield_pid = pid
     fd = _yield_fds.pop() if _yield_fds else os.eventfd(1, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
     wait_readable(fd)
-    # Not in a finally: if the wait raised (interrupt, end of run) the poller
-    # may still name this goroutine as the fd's reader; the fd is dropped
-    # rather than reused.
+    # Not in a finally: if the wait raised (an interrupt, the end of the run)
+    # the poller may still name this goroutine as the fd's reader (see the
+    # report on _io.Poller.wait), so the fd is dropped (left open) rather
+    # than reused.
     _yield_fds.append(fd)
-
 
 
 def _timed_out() -> TimeoutError:

@@ -498,7 +498,9 @@ def select_local(parsed: list[tuple[int, Any, Any]], dflt: int) -> tuple[int, An
     g = _sched.current()
     live = [(i, k, ch, v) for i, (k, ch, v) in enumerate(parsed) if ch is not None]
     if not live:
-        park("select (no cases)")
+        # Go: `select {}` parks as "select (no cases)"; a select whose cases are
+        # all nil channels parks as a plain "select".
+        park("select" if parsed else "select (no cases)")
         raise AssertionError("unreachable")
     # Pass 2: enqueue on every channel, then park.
     sel = _SelState()

@@ -26,6 +26,7 @@ Who may call: the supervisor's loop only (frame handlers below).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from .._transport import _wire
@@ -216,6 +217,8 @@ def _flush(sup: Supervisor) -> None:
     """Send the deliveries batched during this pass (called before the loop flushes)."""
     b = sup.state.get("broker")
     if b is not None:
+        if b.home.recheck:
+            b.home.tick(time.monotonic())
         b.home.flush_deliveries()
 
 

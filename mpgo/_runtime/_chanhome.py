@@ -28,11 +28,16 @@ Who may call: the host's loop only (the supervisor's, or a worker's hub).
 from __future__ import annotations
 
 import random
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from .._transport import _wire
+
+RECALL_IDLE = 0.02       # a worker holding values or credit it has not used for this long
+                         # gives them back when others wait (recall)
+_monotonic = time.monotonic
 
 SEND, RECV, RECV_OK = 2, 0, 1          # case kinds, as in _core._chan
 
@@ -73,7 +78,8 @@ class BChan:
     """One promoted channel at the broker."""
 
     __slots__ = ("cid", "cap", "closed", "buf", "sendq", "recvq", "spec", "credits",
-                 "held", "want", "close_wait", "recalling", "drained_sent", "stale")
+                 "held", "want", "close_wait", "recalling", "drained_sent", "stale",
+                 "active")
 
     def __init__(self, cid: int, cap: int) -> None:
         self.cid = cid
@@ -92,6 +98,7 @@ class BChan:
         self.recalling: set[int] = set()
         self.drained_sent: set[int] = set()
         self.stale = 0
+        self.active: dict[int, float] = {}   # worker -> when it last consumed or sent
 
     def sweep(self) -> None:
         """Drop select cases whose select already fired."""
@@ -119,6 +126,22 @@ class Home:
         self.pending: dict[int, list[tuple[int, list[Any]]]] = {}   # cid -> frames before PROMOTE
         self.out: dict[tuple[int, int], list[Any]] = {}              # (w, cid) -> [values, ncommitted]
         self.rand = random.Random()
+        self.recheck: dict[int, float] = {}      # cid -> when to look at its recall again
+
+    def next_deadline(self) -> float | None:
+        """When `tick` has something to do (the host bounds its poll with it)."""
+        return min(self.recheck.values()) if self.recheck else None
+
+    def tick(self, now: float) -> None:
+        """Re-examine channels whose holders may have gone idle (recall)."""
+        if not self.recheck:
+            return
+        due = [cid for cid, t in self.recheck.items() if t <= now]
+        for cid in due:
+            del self.recheck[cid]
+            c = self.chans.get(cid)
+            if c is not None:
+                self.pump(c)
 
     # -- plumbing ------------------------------------------------------------
 
@@ -132,6 +155,7 @@ class Home:
 
     def deliver(self, w: int, c: BChan, v: bytes, committed: bool) -> None:
         key = (w, c.cid)
+        c.active[w] = _monotonic()
         e = self.out.get(key)
         if e is None:
             e = self.out[key] = [[], 0]
@@ -280,21 +304,77 @@ class Home:
                 if r is None:
                     break
                 if type(s) is _SelCase and type(r) is _SelCase and s.sel is r.sel:
-                    break       # a select cannot rendezvous with itself
+                    # a select cannot rendezvous with itself: look behind the heads
+                    if not self._pair_around_self(c, s, r):
+                        break
+                    continue
                 v = self._take_sender(c, False)
                 self._give(c, r, v)
         self._maybe_recall_or_drain(c)
 
+    def _recall_idle(self, c: BChan, workers: dict[int, int], waiting: set[int]) -> None:
+        """Recall what idle holders keep (values or credit) while others wait.
+
+        Only from a worker that has not consumed or sent on c for RECALL_IDLE:
+        recalled values are received by someone else, possibly after values
+        sent later, so a worker still consuming keeps its prefetch (P1).
+        """
+        now = _monotonic()
+        for w, k in workers.items():
+            if k <= 0 or w in c.recalling or w in waiting:
+                continue
+            last = c.active.get(w, 0.0)
+            if now - last >= RECALL_IDLE:
+                c.recalling.add(w)
+                self.send(w, [_wire.CH_RECALL, c.cid])
+            else:
+                t = last + RECALL_IDLE
+                if self.recheck.get(c.cid, t + 1) > t:
+                    self.recheck[c.cid] = t
+
+    def _pair_around_self(self, c: BChan, s: Any, r: Any) -> bool:
+        """Head sender and head receiver are one select: match it with another
+        live receiver or sender queued behind. True if a pair was made."""
+        for other in list(c.recvq)[1:]:
+            live = (type(other) is _Demand and other.n > 0) or \
+                (type(other) is _SelCase and not other.sel.done)
+            if live:
+                c.sendq.popleft()
+                v = s.value
+                self._fire_sel(s, None, True)
+                if type(other) is _Demand:
+                    other.n -= 1
+                    if other.n == 0:
+                        c.recvq.remove(other)
+                    self.deliver(other.w, c, v, True)
+                else:
+                    c.recvq.remove(other)
+                    self._fire_sel(other, v, True)
+                return True
+        for other in list(c.sendq)[1:]:
+            if type(other) is tuple or not other.sel.done:
+                c.sendq.remove(other)
+                c.recvq.popleft()
+                if type(other) is _SelCase:
+                    v = other.value
+                    self._fire_sel(other, None, True)
+                else:
+                    w, ticket, v = other
+                    self.send(w, [_wire.CH_SENT, ticket, 0, False])
+                self._fire_sel(r, v, True)
+                return True
+        return False
+
     def _maybe_recall_or_drain(self, c: BChan) -> None:
+        if c.cap and c.sendq and c.credits and c.free() <= 0:
+            # blocked senders wait for room that idle credit holders keep
+            self._recall_idle(c, c.credits, set())
         if c.buf or self._next_receiver(c) is None:
             return
         if c.cap and not (c.closed and c.sendq):
             waiting = {r.w for r in c.recvq if type(r) is _Demand and r.n > 0}
             waiting |= {r.sel.w for r in c.recvq if type(r) is _SelCase and not r.sel.done}
-            for w, h in c.held.items():
-                if h > 0 and w not in c.recalling and w not in waiting:
-                    c.recalling.add(w)
-                    self.send(w, [_wire.CH_RECALL, c.cid])
+            self._recall_idle(c, c.held, waiting)
         if c.closed and not c.sendq and not c.recalling and not any(c.held.values()):
             # closed and drained: every waiting receiver gets (None, False)
             while c.recvq:
@@ -492,6 +572,7 @@ class Home:
 
     def _f_put(self, c: BChan, src: int, f: list[Any]) -> None:
         vals = f[2]
+        c.active[src] = _monotonic()
         left = c.credits.get(src, 0) - len(vals)
         if left > 0:
             c.credits[src] = left
@@ -522,6 +603,7 @@ class Home:
         self.pump(c)
 
     def _f_consumed(self, c: BChan, src: int, f: list[Any]) -> None:
+        c.active[src] = _monotonic()
         left = c.held.get(src, 0) - f[2]
         if left > 0:
             c.held[src] = left
@@ -532,6 +614,14 @@ class Home:
     def _f_return(self, c: BChan, src: int, f: list[Any]) -> None:
         vals, credits = f[2], f[3]
         c.recalling.discard(src)
+        if len(f) > 4 and f[4]:
+            # the worker keeps nothing of this channel any more
+            c.buf.extendleft(reversed(vals))
+            c.held.pop(src, None)
+            c.credits.pop(src, None)
+            c.spec.pop(src, None)
+            self.pump(c)
+            return
         c.buf.extendleft(reversed(vals))
         left = c.held.get(src, 0) - len(vals)
         if left > 0:

@@ -37,8 +37,8 @@ def _user_frames(frame: Any) -> list[traceback.FrameSummary]:
 
 
 def state_of(g: G, now: float, current: G | None) -> str:
-    if g is current or g.status == RUNNING:
-        return "running"
+    if g is current or g.status == RUNNING or (g.status == WAITING and g.reason == "dump"):
+        return "running"        # the caller of mpgo.dump() is parked only to ask
     if g.status == RUNNABLE:
         return "runnable"
     if g.status == WAITING:

@@ -25,6 +25,7 @@ handlers from the hub.
 
 from __future__ import annotations
 
+import time
 import weakref
 from collections import deque
 from typing import Any
@@ -92,7 +93,13 @@ def _move(px: _Px, queue: Any) -> None:
         px.reported += c
         _frame_home(px, queue, [_wire.CH_CONSUMED, px.cid, c])
     if px.forgotten == 1:
+        # The object died: what it held (prefetched values, unused credit) goes
+        # back to the home, then the broker hears this worker let go.
         px.forgotten = 2
+        vals = list(px.cache)
+        px.cache.clear()
+        credits, px.credits = px.credits, 0
+        _frame_home(px, queue, [_wire.CH_RETURN, px.cid, vals, credits, True])
         queue.append((SUPERVISOR, [_wire.CH_FORGET, px.cid, px.run]))
 
 
@@ -453,7 +460,7 @@ def _h_sent(src: int, f: list[Any]) -> None:
 def _h_credit(src: int, f: list[Any]) -> None:
     px = _px_of(f[1])
     if px is None:
-        _worker.W.send(src, [_wire.CH_RETURN, f[1], [], f[2]])  # type: ignore[union-attr]
+        _worker.W.send(src, [_wire.CH_RETURN, f[1], [], f[2], True])  # type: ignore[union-attr]
         return
     px.credits += f[2]
     px.grant = f[2]
@@ -467,7 +474,7 @@ def _h_deliver(src: int, f: list[Any]) -> None:
     px = _px_of(f[1])
     if px is None:
         # nobody here can receive them any more: straight back to the broker
-        _worker.W.send(src, [_wire.CH_RETURN, f[1], f[2], 0])  # type: ignore[union-attr]
+        _worker.W.send(src, [_wire.CH_RETURN, f[1], f[2], 0, True])  # type: ignore[union-attr]
         return
     vals, ncommitted = f[2], f[3]
     px.asked = max(0, px.asked - ncommitted)
@@ -489,14 +496,16 @@ def _h_recall(src: int, f: list[Any]) -> None:
     assert w is not None
     px = _px_of(f[1])
     if px is None:
-        w.send(src, [_wire.CH_RETURN, f[1], [], 0])
+        w.send(src, [_wire.CH_RETURN, f[1], [], 0, True])
         return
     vals = list(px.cache)
     px.cache.clear()
+    credits, px.credits = px.credits, 0
+    px.want_sent = False
     px.spec_asked = 0
     px.prefetch = max(1, px.prefetch // 2)
     _move_now(w, px)
-    _to_home(w, px, [_wire.CH_RETURN, px.cid, vals, 0])
+    _to_home(w, px, [_wire.CH_RETURN, px.cid, vals, credits])
 
 
 @handler(_wire.CH_CLOSED)
@@ -678,7 +687,11 @@ def _on_run_start() -> None:
 
 def _flush_home() -> None:
     w = _worker.W
-    if w is not None and w.chome.out:
+    if w is None:
+        return
+    if w.chome.recheck:
+        w.chome.tick(time.monotonic())
+    if w.chome.out:
         w.chome.flush_deliveries()
 
 

@@ -281,6 +281,10 @@ class Supervisor:
         next_sample = time.monotonic() + DEADLOCK_EVERY
         while self.outcome is None:
             timeout = max(0.0, next_sample - time.monotonic())
+            b = self.state.get("broker")
+            due = b.home.next_deadline() if b is not None else None
+            if due is not None:
+                timeout = max(0.0, min(timeout, due - time.monotonic()))
             if link.readable() or link.queue:
                 timeout = 0.0
             events = self._poll(timeout)

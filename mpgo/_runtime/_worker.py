@@ -168,6 +168,7 @@ class Worker(_sched.Hooks):
         self.burst_tick = -1
         self.nrun_wids = [v for v in range(n) if v != wid]
         self.io: Any = None
+        self.chome: Any = None          # channels homed here (pair mode), per run
         self.on_run_start: list[Callable[[], None]] = []
         self.on_run_end: list[Callable[[], None]] = []
         self.on_flush: list[Callable[[], None]] = []
@@ -373,6 +374,10 @@ class Worker(_sched.Hooks):
         self.flush()        # nothing may wait in a queue while we sleep (P20)
         if self.link.readable() or self.link.queue:
             timeout = 0.0
+        due = self.chome.next_deadline() if self.chome is not None else None
+        if due is not None:
+            left = max(0.0, due - time.monotonic())
+            timeout = left if timeout is None else min(timeout, left)
         store(self.off_timers, len(_sched._timers))
         store(self.off_running, 0)
         self.in_poll = True

@@ -83,6 +83,11 @@ def encode(v: Any) -> bytes:
     try:
         if t is int and -(1 << 63) <= v < (1 << 64) or t in _SCALARS:
             b = _pack(v)
+        elif t is bytearray or t is memoryview:
+            # msgpack would send these as bytes: keep the type (nested ones
+            # inside lists and dicts still arrive as bytes)
+            b = msgpack.packb(msgpack.ExtType(_EXT_PICKLE, dumps(v if t is bytearray
+                                                                  else bytes(v))))
         else:
             b = msgpack.packb(v, default=_default, strict_types=True, use_bin_type=True)
     except OverflowError:
