@@ -105,7 +105,7 @@ class RemoteException(Exception):
         self.text = text
         self.remote_traceback = remote_traceback
 
-    def __reduce__(self):  # type: ignore[no-untyped-def]
+    def __reduce__(self):
         return (RemoteException, (self.type_name, self.text, self.remote_traceback))
 
 

@@ -31,8 +31,9 @@ work per batch (growing at most ×8 per measurement, shrinking at once), so
 CPU-heavy items go one per goroutine and tiny ones by thousands. A lazy input
 starts at one item per batch; a sized one at ``len / (FIRST_SPLIT ×
 workers)`` (so even heavy items leave that many batches to balance), and
-no batch exceeds half a worker's share. At most `window` batches are in
-flight; the input is read only to fill that window.
+no batch exceeds half a worker's share, nor what a slow input (a channel, a
+computing generator) yields in about `TARGET`. At most `window` batches are
+in flight; the input is read only to fill that window.
 
 Who may call: `Group()` and its methods from goroutines of the worker that
 made the group (a Group does not pickle: a task that captures it stays in
@@ -45,7 +46,7 @@ from __future__ import annotations
 import pickle
 import traceback
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from itertools import islice
 from time import monotonic, perf_counter
 from typing import Any
@@ -312,11 +313,10 @@ def map_(fn: Callable[..., Any], /, *iterables: Iterable[Any], limit: int | None
             raise ValueError(f"map: {name} must be a positive int or None, got {v!r}")
     window = limit if limit is not None else WINDOW_PER_WORKER * w.n
     cap, first = MAX_BATCH, 1
-    try:
-        n = min(len(it) for it in iterables)  # type: ignore[arg-type]
-    except TypeError:
-        pass                                    # a lazy input: start at one item
-    else:
+    # Sized: a collection (a channel has a len, the values buffered now, but is
+    # no collection). Anything else is lazy: it starts at one item per batch.
+    if all(isinstance(x, Collection) for x in iterables):
+        n = min(len(x) for x in iterables)  # type: ignore[arg-type]
         cap = max(1, min(cap, -(-n // (2 * w.n))))   # at least two batches per worker
         first = max(1, min(cap, n // (FIRST_SPLIT * w.n)))
     star = len(iterables) > 1
@@ -337,20 +337,30 @@ class _Batches:
         self.pending: deque[tuple[int, Goroutine]] = deque()   # (items, goroutine)
         self.exhausted = False
         self.input_error: BaseException | None = None
+        # A slow input (a channel, a generator that computes) bounds the batch
+        # too: gathering one must not take much longer than TARGET either.
+        self.input_cap = cap
 
     def fill(self) -> None:
         """Start batches until `window` are in flight or the input ends."""
         while not self.exhausted and len(self.pending) < self.window:
+            want = min(self.size, self.input_cap)
+            t0 = perf_counter()
             try:
-                batch = list(islice(self.it, self.size))
+                batch = list(islice(self.it, want))
             except Exception as e:  # noqa: BLE001 - raised after the items before it
                 self.input_error, self.exhausted = e, True
                 return
-            if len(batch) < self.size:
+            if len(batch) < want:
                 self.exhausted = True
-            if batch:
-                g = go(_run_batch, self.fn, batch, self.star, self.home)
-                self.pending.append((len(batch), g))
+            if not batch:
+                return
+            if self.adapt:
+                took = perf_counter() - t0
+                fits = int(len(batch) * TARGET / took) if took > 0 else self.cap
+                self.input_cap = max(1, min(fits, self.input_cap * GROWTH, self.cap))
+            self.pending.append((len(batch), go(_run_batch, self.fn, batch, self.star,
+                                                self.home)))
 
     def measured(self, n: int, seconds: float) -> None:
         if self.adapt:

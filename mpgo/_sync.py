@@ -156,12 +156,12 @@ except ImportError:
             if timeout is None and _OWNER and _sched.in_hub_thread() \
                     and cas(self._off, 0, LOCKED | _OWNER):
                 return True
-            return self._lock_slow(timeout)  # type: ignore[attr-defined, no-any-return]
+            return self._lock_slow(timeout)  # type: ignore[attr-defined]
 
         def try_lock(self) -> bool:
             if _OWNER and _sched.in_hub_thread() and cas(self._off, 0, LOCKED | _OWNER):
                 return True
-            return self._try_lock_slow()  # type: ignore[attr-defined, no-any-return]
+            return self._try_lock_slow()  # type: ignore[attr-defined]
 
         def unlock(self) -> None:
             if _OWNER and _sched.in_hub_thread():
@@ -173,9 +173,8 @@ except ImportError:
         def __enter__(self) -> bool:
             return self.lock()
 
-        def __exit__(self, *exc: object) -> bool:
+        def __exit__(self, *exc: object) -> None:
             self.unlock()
-            return False
 
     class _AtomicBase:  # type: ignore[no-redef]
         __slots__ = ("_off",)
@@ -267,9 +266,7 @@ class Mutex(_MutexBase):
         s = load(off)
         if s & POISONED:
             raise _poison_error(off, "this Mutex")
-        if not s & (LOCKED | STARVING) and cas(off, s, (s & ~OWNER_MASK) | LOCKED | me):
-            return True
-        return False
+        return not s & (LOCKED | STARVING) and cas(off, s, (s & ~OWNER_MASK) | LOCKED | me)
 
     def _lock_slow(self, timeout: float | None = None) -> bool:
         w = current_worker()

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from threading import get_ident
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._errors import ClosedChannelError
 from . import _sched
@@ -141,7 +141,7 @@ class _ChanBasePy:
         return self._recv_slow()[0]  # type: ignore[attr-defined]
 
     def recv_ok(self) -> tuple[Any, bool]:
-        return self._recv_slow()  # type: ignore[attr-defined, no-any-return]
+        return self._recv_slow()  # type: ignore[attr-defined]
 
     def __iter__(self) -> Any:
         return self
@@ -153,16 +153,19 @@ class _ChanBasePy:
         return v
 
 
-try:
-    from .. import _speedups as _sp  # type: ignore[attr-defined]
-    _ChanBase: Any = _sp.ChanBase
-
-    def _on_init(ident: int) -> None:
-        _sp.set_thread(ident)
-        _sp.set_sched(G, _sched._runq)
-    _sched.ON_INIT.append(_on_init)
-except (ImportError, AttributeError):
+if TYPE_CHECKING:
     _ChanBase = _ChanBasePy
+else:
+    try:
+        from .. import _speedups as _sp
+        _ChanBase = _sp.ChanBase
+
+        def _on_init(ident: int) -> None:
+            _sp.set_thread(ident)
+            _sp.set_sched(G, _sched._runq)
+        _sched.ON_INIT.append(_on_init)
+    except (ImportError, AttributeError):
+        _ChanBase = _ChanBasePy
 
 
 class Chan(_ChanBase):
@@ -254,17 +257,17 @@ class Chan(_ChanBase):
         v = park("chan receive")
         g.waitq = None  # type: ignore[union-attr]
         if v is RETRY:
-            return self._recv_slow()  # type: ignore[no-any-return]
+            return self._recv_slow()
         return v, g.ok  # type: ignore[union-attr]
 
     _recv = _recv_slow
 
-    if _ChanBase is _ChanBasePy:
+    if _ChanBase is _ChanBasePy and not TYPE_CHECKING:
         send = _send_slow
 
     def __iter__(self) -> Iterator[Any]:
         """Receive until the channel is closed and drained (``for v in ch``)."""
-        return self  # type: ignore[return-value]
+        return self
 
     # -- closing -------------------------------------------------------------
 
@@ -513,11 +516,11 @@ def select_local(parsed: list[tuple[int, Any, Any]], dflt: int) -> tuple[int, An
     finally:
         g.sel = None
     # Pass 3: the other waiters are stale now; sweep a channel when they pile up.
-    for _i, kind, ch, _v in live:
+    for _i, _kind, ch, _v in live:
         ch._stale += 1
         if ch._stale > 32:
             _sweep(ch)
-    return result  # type: ignore[no-any-return]
+    return result
 
 
 def _sweep(ch: Chan) -> None:

@@ -367,6 +367,7 @@ def _schedule() -> None:
     _tick += 1
     if not _want_hub and _tick % HUB_EVERY:
         # inlined _pick/_run for the common case: a woken goroutine, started
+        g: G | None
         if _runq and not (_new_turn and (_runnext is not None or _spawnq)):
             _new_turn = True
             g = _runq.popleft()
@@ -395,10 +396,7 @@ def _run(g: G) -> None:
     if gr is not None:
         gr.switch()
         return
-    if _pool:
-        gr = _pool.pop()
-    else:
-        gr = greenlet.greenlet(_trampoline, _hub_gr)
+    gr = _pool.pop() if _pool else greenlet.greenlet(_trampoline, _hub_gr)
     g.gr = gr
     gr.switch(g)
 

@@ -198,7 +198,7 @@ def _broker(sup: Supervisor) -> Broker:
     b = sup.state.get("broker")
     if b is None:
         b = sup.state["broker"] = Broker(sup)
-    return b  # type: ignore[no-any-return]
+    return b
 
 
 def _on_run_start(sup: Supervisor) -> None:

@@ -239,12 +239,12 @@ class Home:
             if into_buf:
                 c.buf.append(v)
             self._fire_sel(s, None, True)
-            return v  # type: ignore[no-any-return]
+            return v
         w, ticket, v = s
         if into_buf:
             c.buf.append(v)
         self.send(w, [_wire.CH_SENT, ticket, self._grant(c, w) if c.cap else 0, False])
-        return v  # type: ignore[no-any-return]
+        return v
 
     def _grant(self, c: BChan, w: int) -> int:
         """Credit for worker w: about half the capacity while free allows."""

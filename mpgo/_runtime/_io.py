@@ -26,7 +26,6 @@ from typing import Any
 
 from .._core import _sched
 from .._core._sched import G
-from .._transport._arena import W_FDS
 from .._transport._atomic import add
 from . import _worker
 from ._worker import current_worker

@@ -230,7 +230,7 @@ def _locks(sup: Supervisor) -> Locks:
     lk = sup.state.get("locks")
     if lk is None:
         lk = sup.state["locks"] = Locks(sup)
-    return lk  # type: ignore[no-any-return]
+    return lk
 
 
 def _on_run_start(sup: Supervisor) -> None:

@@ -94,6 +94,9 @@ class _RunOver(Exception):
 class Supervisor:
     """Owns M forked workers and the loop that serves them."""
 
+    closed: bool
+    outcome: tuple[str, Any] | None
+
     def __init__(self, workers: int, inherited: Any = None) -> None:
         global ACTIVE
         if workers < 1 or workers > _arena.MAX_WORKERS:
@@ -195,7 +198,7 @@ class Supervisor:
 
     def _poll(self, timeout: float) -> list[tuple[int, int]]:
         try:
-            return self.ep.poll(timeout)  # type: ignore[no-any-return]
+            return self.ep.poll(timeout)
         except InterruptedError:
             return []
 
@@ -249,7 +252,8 @@ class Supervisor:
             self._loop()
         finally:
             self._restore_signals(old)
-        kind, value = self.outcome  # type: ignore[misc]
+        assert self.outcome is not None
+        kind, value = self.outcome
         if kind == "ok" and leak_check:
             self._check_leaks()
         if kind == "ok":
@@ -466,7 +470,7 @@ class Supervisor:
     def _install_signals(self) -> Any:
         if threading.current_thread() is not threading.main_thread():
             return None
-        old = {}
+        old: dict[Any, Any] = {}
         try:
             old["wakeup"] = signal.set_wakeup_fd(self.signal_fd_w)
             for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):

@@ -169,6 +169,8 @@ class Worker(_sched.Hooks):
         self.nrun_wids = [v for v in range(n) if v != wid]
         self.io: Any = None
         self.chome: Any = None          # channels homed here (pair mode), per run
+        self.revoking: dict[int, set[int]] = {}   # cid -> holders whose fence we await
+        self.fences: dict[int, set[int]] = {}     # cid -> fences that came before CH_REVOKE
         self.on_run_start: list[Callable[[], None]] = []
         self.on_run_end: list[Callable[[], None]] = []
         self.on_flush: list[Callable[[], None]] = []

@@ -52,7 +52,7 @@ class Link:
         self.inbox = self.ctx.socket(zmq.PULL)
         self.inbox.setsockopt(zmq.RCVHWM, 0)
         self.inbox.bind(address(run_tag, me))
-        self.fd: int = self.inbox.getsockopt(zmq.FD)
+        self.fd: int = int(self.inbox.getsockopt(zmq.FD))
         self.out: dict[int, zmq.Socket] = {}
         self.queue: deque[tuple[int, Any]] = deque()
         self.lock = threading.Lock()
@@ -137,7 +137,8 @@ class Link:
 
     def readable(self) -> bool:
         """Whether a message is waiting (also re-arms the edge-triggered FD)."""
-        return bool(self.local) or bool(self.inbox.getsockopt(zmq.EVENTS) & _POLLIN)
+        events = int(self.inbox.getsockopt(zmq.EVENTS))
+        return bool(self.local) or bool(events & _POLLIN)
 
     def recv_all(self, limit: int = 1 << 30) -> list[list[Any]]:
         """Every waiting message as [src, frame, ...]; foreign ones dropped. Owner thread."""
