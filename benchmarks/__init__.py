@@ -14,4 +14,5 @@ WORKLOADS = {
     "W7": "w7_startup",
     "W8": "w8_sync",
     "W9": "w9_pipeline",
+    "W10": "w10_http",  # issue 7: HTTP under wrk, mpgo vs gevent
 }

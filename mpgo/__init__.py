@@ -9,6 +9,7 @@ This module is the public facade: the API contract and nothing else.
 
 from __future__ import annotations
 
+from . import net
 from ._core._chan import Chan, default, nilchan, select
 from ._errors import (
     Canceled,
@@ -65,6 +66,7 @@ __all__ = [
     "go",
     "go_local",
     "gosched",
+    "net",
     "nilchan",
     "num_goroutine",
     "num_workers",

@@ -74,7 +74,9 @@ class Context:
 
     def done(self) -> Any:
         """A channel closed when the context is cancelled or its deadline passes
-        (`mpgo.nilchan`, never ready, for a context that cannot be cancelled)."""
+        (`mpgo.nilchan`, never ready, for a context that cannot be cancelled).
+        Receive from it only: closing or sending on it is a misuse (Go types
+        it receive-only)."""
         raise NotImplementedError
 
     def err(self) -> Exception | None:

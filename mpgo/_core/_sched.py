@@ -533,8 +533,11 @@ def sleep(seconds: float) -> None:
         gosched()
         return
     g = current()
-    add_timer(seconds, _wake_sleeper, g)
-    park("sleep")
+    t = add_timer(seconds, _wake_sleeper, g)
+    try:
+        park("sleep")
+    finally:
+        t.cancel()      # interrupted: the timer must not wake a later park
 
 
 # ---------------------------------------------------------------------------

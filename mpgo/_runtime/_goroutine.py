@@ -64,9 +64,13 @@ class Goroutine:
                 timer = None
                 if timeout is not None:
                     timer = _sched.add_timer(timeout, _join_timeout, g, me, self.id)
-                _sched.park("goroutine join")
-                if timer is not None:
-                    timer.cancel()
+                try:
+                    _sched.park("goroutine join")
+                finally:
+                    if timer is not None:
+                        timer.cancel()
+                    if g.joiners and me in g.joiners:      # interrupted: stop waiting
+                        g.joiners.remove(me)
             if g.exc is not None:
                 raise g.exc
             return g.result
@@ -76,9 +80,12 @@ class Goroutine:
         timer = None
         if timeout is not None:
             timer = _sched.add_timer(timeout, _remote_join_timeout, w, t, me, self.id)
-        ok, value = _sched.park("goroutine join")
-        if timer is not None:
-            timer.cancel()
+        try:
+            ok, value = _sched.park("goroutine join")
+        finally:
+            if timer is not None:
+                timer.cancel()
+            w.tickets.pop(t, None)
         if ok:
             return value
         raise value

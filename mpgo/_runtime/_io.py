@@ -100,6 +100,15 @@ class Poller:
             add(w.off_fds, -1)
             if timer is not None:
                 timer.cancel()
+            # Interrupted (an error thrown into the park): stop waiting for
+            # good, or a later event would wake this goroutine out of
+            # whatever it parks on next.
+            if write and st.writer is g:
+                st.writer = None
+                self._rearm_or_drop(fd, st)
+            elif not write and st.reader is g:
+                st.reader = None
+                self._rearm_or_drop(fd, st)
         return bool(ok)
 
     def _timeout(self, fd: int, write: bool, g: G) -> None:
@@ -122,6 +131,18 @@ class Poller:
             self._arm(fd, st)
         except OSError:
             pass
+
+    def poll_now(self) -> None:
+        """Look at the fds without blocking (the hub's turn, while goroutines keep
+        it busy): a ready socket must not wait for the run queue to drain."""
+        try:
+            events = self.w.ep.poll(0)
+        except InterruptedError:
+            return
+        w = self.w
+        for fd, ev in events:
+            if fd != w.link.fd and fd != w.death_fd and fd != w.wake_r:
+                self.on_event(fd, ev)
 
     def on_event(self, fd: int, ev: int) -> None:
         """The hub's poll reported fd (oneshot: it is disarmed now)."""

@@ -64,6 +64,7 @@ STEAL_GRACE_LOADED = 0.01   # ... and this young from thieves that have goroutin
 STEAL_OLD = 1 << 20     # steal-request flag: the thief has goroutines (parked)
 SNAPSHOT_EVERY = 0.1    # sysmon refreshes the goroutine snapshot (for WorkerDied)
 SNAPSHOT_MAX = 40
+IO_POLL_EVERY = 0.001   # a busy hub still looks at its fds this often
 
 Handler = Callable[[int, list[Any]], None]
 HANDLERS: dict[int, Handler] = {}
@@ -150,6 +151,7 @@ class Worker(_sched.Hooks):
         self.ep: Any = None
         self.wake_r = self.wake_w = -1
         self.interrupted = False
+        self.pending_interrupt: BaseException | None = None
         self.sysmon: _Sysmon | None = None
         self.off_sent = worker_off(wid, W_SENT)
         self.off_recv = worker_off(wid, W_RECV)
@@ -169,6 +171,7 @@ class Worker(_sched.Hooks):
         self.nrun_wids = [v for v in range(n) if v != wid]
         self.io: Any = None
         self.chome: Any = None          # channels homed here (pair mode), per run
+        self.last_io_poll = 0.0
         self.revoking: dict[int, set[int]] = {}   # cid -> holders whose fence we await
         self.fences: dict[int, set[int]] = {}     # cid -> fences that came before CH_REVOKE
         self.on_run_start: list[Callable[[], None]] = []
@@ -324,15 +327,39 @@ class Worker(_sched.Hooks):
             f()
         self.link.flush()
 
+    def _deliver_interrupt(self) -> None:
+        """A Ctrl-C that came while main was running lands at its next park."""
+        g = self.main_g
+        exc = self.pending_interrupt
+        if g is None or g.status == DEAD:
+            self.pending_interrupt = None
+        elif g.status == _sched.WAITING and exc is not None:
+            self.pending_interrupt = None
+            self.interrupt(g, exc)
+
     def turn(self) -> None:
+        if self.pending_interrupt is not None:
+            self._deliver_interrupt()
         self.publish()
         if load(self.off_steal_req):
             self.serve_steal(False)
         if self.link.readable():
             self.read_messages()
+        io = self.io
+        if io is not None and io.fds:
+            # goroutines keep the hub busy, but a ready socket must not wait
+            # for the run queue to drain (Go's scheduler polls the netpoller too)
+            now = time.monotonic()
+            if now - self.last_io_poll > IO_POLL_EVERY:
+                self.last_io_poll = now
+                io.poll_now()
         self.flush()
 
     def idle(self) -> None:
+        if self.pending_interrupt is not None:
+            self._deliver_interrupt()
+            if _sched.has_runnable():
+                return
         self.publish()
         self.flush()
         if self.link.readable():
