@@ -155,6 +155,10 @@ _new_id: Callable[[], int] = lambda: next(_ids)
 
 POOL_MAX = 1024
 ON_INIT: list[Callable[[int], None]] = []   # called with the hub thread's ident
+# Where the runtime wants the id of the running goroutine stored at every switch
+# (a word of its shared-memory table: who was running when a worker died).
+_running_mv: Any = [0]
+_running_at = 0
 # Guards runnext and spawnq against the sysmon thread, which takes records
 # from a stalled hub. Never held across a switch or a call that may block.
 _qlock = threading.Lock()
@@ -378,6 +382,7 @@ def _schedule() -> None:
             if gr is not None:
                 _cur = g
                 g.status = RUNNING
+                _running_mv[_running_at] = g.id
                 gr.switch()
             else:
                 _run(g)
@@ -392,6 +397,7 @@ def _run(g: G) -> None:
     global _cur
     _cur = g
     g.status = RUNNING
+    _running_mv[_running_at] = g.id
     gr = g.gr
     if gr is not None:
         gr.switch()
@@ -417,6 +423,7 @@ def _trampoline(g: G) -> None:
             nxt.gr = me
             _cur = nxt
             nxt.status = RUNNING
+            _running_mv[_running_at] = nxt.id
             g = nxt
             continue
         if len(_pool) < POOL_MAX:
@@ -426,6 +433,7 @@ def _trampoline(g: G) -> None:
         if nxt is not None:
             _cur = nxt
             nxt.status = RUNNING
+            _running_mv[_running_at] = nxt.id
             g = nxt.gr.switch()  # type: ignore[union-attr]
         else:
             _cur = None

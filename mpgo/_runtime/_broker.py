@@ -116,7 +116,7 @@ class Broker:
             return
         c = self.home.chans.get(cid)
         if c is None or not self.home.movable(c) or len(d.holders) != 2 \
-                or d.target not in d.holders:
+                or d.target not in d.holders or d.held:
             # things changed while fencing: stay here, release the holders
             self._settle(d, SUPERVISOR)
             return

@@ -13,7 +13,7 @@ from typing import Any
 from .._core import _sched
 from .._core._sched import DEAD, G
 from .._transport import _arena, _wire
-from .._transport._arena import H_GID, W_LIVE, W_NRUN, worker_off
+from .._transport._arena import H_GID, W_IDLE, W_LIVE, W_NRUN, worker_off
 from .._transport._atomic import add, load
 from . import _worker
 from ._worker import current_worker
@@ -180,6 +180,10 @@ def _ship_one(w: Any, g: G, dst: int) -> bool:
     g.kwargs = None
     w.shipped[g.id] = g
     w.send(dst, [_wire.RECORDS, [[g.id, g.home, blob]]])
+    if load(worker_off(dst, W_IDLE)):
+        # it waits for work: do not let the record sit in our outbox while the
+        # spawner goes on computing (a long C call would hold it for good)
+        w.flush()
     return True
 
 

@@ -656,14 +656,30 @@ def _h_fence(src: int, f: list[Any]) -> None:
 
 
 def _home_back(w: Any, cid: int) -> None:
-    """Every other holder fenced: send the state back to the supervisor."""
-    state = w.chome.export(cid)
+    """Every other holder fenced: send the state back to the supervisor.
+
+    Frames this worker addressed to itself for cid (its own receivers' demand,
+    consumption, sends) may still sit in the link: they are applied first, so
+    that the state that leaves is complete.
+    """
     px = _px_of(cid)
+    if px is not None:
+        _move_now(w, px)
+    w.link.flush()
     with w.link.lock:
-        if px is not None:
-            _move(px, w.link.queue)           # our own owed frames stay local...
-            px.home = SUPERVISOR              # ...and what follows goes after HOME_BACK
+        keep: deque[list[Any]] = deque()
+        mine = []
+        while w.link.local:
+            f = w.link.local.popleft()
+            (mine if f[0] in DATA_FRAMES and f[1] == cid else keep).append(f)
+        w.link.local.extendleft(reversed(keep))
+    for f in mine:
+        w.chome.handle(w.wid, f)
+    state = w.chome.export(cid)
+    with w.link.lock:
         w.link.queue.append((SUPERVISOR, [_wire.CH_HOME_BACK, state]))
+        if px is not None:
+            px.home = SUPERVISOR              # what follows goes after HOME_BACK
     _sched.want_hub_turn()
 
 

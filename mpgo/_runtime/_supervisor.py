@@ -66,6 +66,7 @@ DEADLOCK_EVERY = float(os.environ.get("MPGO_DEADLOCK_INTERVAL", "0.1"))
 START_TIMEOUT = 30.0
 LEAK_GRACE = 0.5            # how long leak_check waits for goroutines to finish
 INTERRUPT_GRACE = 5.0       # after SIGINT/SIGTERM, how long main may take to unwind
+DUMP_WAIT = 2.0             # mpgo.dump() waits this long for a busy worker's answer
 EXIT_GRACE = 1.0
 KILL_AFTER = 5.0
 
@@ -312,6 +313,7 @@ class Supervisor:
             if now >= next_sample:
                 next_sample = now + DEADLOCK_EVERY
                 self._sample()
+                expire_dumps(self)
                 if self.deadline is not None and now > self.deadline:
                     text = self.collect_dump()
                     self.finish("err", TimeoutError(
@@ -403,6 +405,10 @@ class Supervisor:
                 hook(self, wid)
             except Exception:  # noqa: BLE001 - the run is failing anyway; keep going
                 pass
+        for t, st in list(self.dump_waits.items()):
+            st["want"].discard(wid)
+            if set(st["got"]) >= st["want"]:
+                _answer_dump(self, t)
         self.broken = err
         self.finish("err", err)
 
@@ -661,7 +667,8 @@ def _h_dump_req(sup: Supervisor, src: int, f: list[Any]) -> None:
     """A goroutine called mpgo.dump(): gather every worker's part, answer it."""
     t = sup.ticket()
     want = {w for w in range(sup.n) if sup.alive[w]}
-    sup.dump_waits[t] = {"src": src, "ticket": f[1], "want": want, "got": {}}
+    sup.dump_waits[t] = {"src": src, "ticket": f[1], "want": want, "got": {},
+                         "deadline": time.monotonic() + DUMP_WAIT}
     for wid in want:
         sup.send(wid, [_wire.DUMP_REQ, t])
 
@@ -673,9 +680,28 @@ def _h_dump(sup: Supervisor, src: int, f: list[Any]) -> None:
         return
     st["got"][src] = f[2]
     if set(st["got"]) >= st["want"]:
-        del sup.dump_waits[f[1]]
-        text = "\n\n".join(st["got"][w] for w in sorted(st["got"]) if st["got"][w])
-        sup.send(st["src"], [_wire.DUMP, st["ticket"], text])
+        _answer_dump(sup, f[1])
+
+
+def _answer_dump(sup: Supervisor, t: int) -> None:
+    """Answer a dump with what arrived; a worker that did not answer (computing
+    without parking, or dead) is shown from its shared-memory snapshot."""
+    st = sup.dump_waits.pop(t)
+    parts = [st["got"][w] for w in sorted(st["got"]) if st["got"][w]]
+    for w in sorted(st["want"] - set(st["got"])):
+        snap = _arena.read_snapshot(w)
+        parts.append(f"(worker {w} did not answer: busy computing without parking; "
+                     f"its goroutines as last seen:)\n" + snap)
+    sup.send(st["src"], [_wire.DUMP, st["ticket"], "\n\n".join(parts)])
+
+
+def expire_dumps(sup: Supervisor) -> None:
+    """Answer dumps whose workers did not all reply in time (called by the loop)."""
+    if not sup.dump_waits:
+        return
+    now = time.monotonic()
+    for t in [t for t, st in sup.dump_waits.items() if st["deadline"] <= now]:
+        _answer_dump(sup, t)
 
 
 __all__ = ["Supervisor", "SUP_HANDLERS", "sup_handler", "ACTIVE", "_errors"]

@@ -62,7 +62,7 @@ MAX_SHIP = 256          # records per hand-out (Go's runq holds 256): bounds a s
 STEAL_GRACE = 0.001     # a running hub keeps records this young from thieves
 STEAL_GRACE_LOADED = 0.01   # ... and this young from thieves that have goroutines
 STEAL_OLD = 1 << 20     # steal-request flag: the thief has goroutines (parked)
-SNAPSHOT_EVERY = 0.1    # sysmon refreshes the goroutine snapshot (for WorkerDied)
+SNAPSHOT_EVERY = 0.02   # sysmon refreshes the goroutine snapshot (for WorkerDied)
 SNAPSHOT_MAX = 40
 IO_POLL_EVERY = 0.001   # a busy hub still looks at its fds this often
 
@@ -193,6 +193,9 @@ class Worker(_sched.Hooks):
             self.link.flush()
             self.inherited = inherited
             _sched.init(self, new_id=lambda: add(H_GID, 1))
+            # the running goroutine's id lands in our table line at every switch
+            _sched._running_mv = memoryview(_arena.buffer()).cast("q")
+            _sched._running_at = self.off_running // 8
             self.sysmon = _Sysmon(self)
             self.sysmon.start()
             _sched.hub_loop()

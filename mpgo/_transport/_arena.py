@@ -113,7 +113,10 @@ def _after_fork_in_child() -> None:
     new[:used] = old[:used]
     _mm = new
     _atomic.attach(new)
-    old.close()
+    try:
+        old.close()
+    except BufferError:     # a view of it is still alive (a worker's table view)
+        pass
 
 
 _init()
