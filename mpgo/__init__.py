@@ -10,6 +10,7 @@ This module is the public facade: the API contract and nothing else.
 from __future__ import annotations
 
 from . import net
+from ._context import Context, background, with_cancel, with_deadline, with_timeout
 from ._core._chan import Chan, default, nilchan, select
 from ._errors import (
     Canceled,
@@ -22,6 +23,8 @@ from ._errors import (
     RemoteException,
     WorkerDied,
 )
+from ._group import Group
+from ._group import map_ as map  # noqa: A004  (the API's name: mpgo.map)
 from ._runtime import _remote as _remote  # noqa: F401  (installs the channel hooks)
 from ._runtime._goroutine import (
     Goroutine,
@@ -46,9 +49,11 @@ __all__ = [
     "Canceled",
     "Chan",
     "ClosedChannelError",
+    "Context",
     "Deadlock",
     "DeadlineExceeded",
     "Goroutine",
+    "Group",
     "GoroutineError",
     "LeakedGoroutines",
     "LockPoisoned",
@@ -61,11 +66,13 @@ __all__ = [
     "WaitGroup",
     "WorkerDied",
     "after",
+    "background",
     "default",
     "dump",
     "go",
     "go_local",
     "gosched",
+    "map",
     "net",
     "nilchan",
     "num_goroutine",
@@ -75,5 +82,8 @@ __all__ = [
     "sleep",
     "wait_readable",
     "wait_writable",
+    "with_cancel",
+    "with_deadline",
+    "with_timeout",
     "worker_id",
 ]
