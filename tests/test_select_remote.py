@@ -25,9 +25,6 @@ from mpgo.testing import go_on
 BASE = 1_000_000
 
 xfail = pytest.mark.xfail
-BUG_SELF = ("BUG: unbuffered pump stops when the head sender and head receiver are the same "
-            "select, never looking at the receivers/senders queued behind (Broker.pump, "
-            "unbuffered branch)")
 
 
 # ---------------------------------------------------------------------------
@@ -201,7 +198,6 @@ def send_after(ch, delay, n):
 
 
 @pytest.mark.timeout(60)
-@xfail(reason=BUG_SELF, strict=True)
 def test_select_send_and_recv_on_same_unbuffered_channel_sends_to_other_worker():
     # A select never rendezvouses with itself: the receiver in worker 1, which
     # arrives while the select waits, takes the value.
@@ -214,7 +210,6 @@ def test_select_send_and_recv_on_same_unbuffered_channel_sends_to_other_worker()
 
 
 @pytest.mark.timeout(60)
-@xfail(reason=BUG_SELF, strict=True)
 def test_select_send_and_recv_on_same_unbuffered_channel_receives_from_other_worker():
     def main():
         d = mpgo.Chan()
