@@ -28,12 +28,13 @@ traceback as its ``__cause__`` (as `concurrent.futures` does).
 `map_` runs batches: each goroutine applies `fn` to a list of items and
 reports how long that took; the next batch size aims at `TARGET` seconds of
 work per batch (growing at most ×8 per measurement, shrinking at once), so
-CPU-heavy items go one per goroutine and tiny ones by thousands. A lazy input
-starts at one item per batch; a sized one at ``len / (FIRST_SPLIT ×
-workers)`` (so even heavy items leave that many batches to balance), and
-no batch exceeds half a worker's share, nor what a slow input (a channel, a
-computing generator) yields in about `TARGET`. At most `window` batches are
-in flight; the input is read only to fill that window.
+CPU-heavy items go one per goroutine and tiny ones by thousands. The first
+batches (one per worker, started by the call itself) hold one item of a lazy
+input, or ``len / (FIRST_SPLIT × workers)`` items of a sized one; no batch
+exceeds half a worker's share, nor what a slow input (a channel, a computing
+generator) yields in about `TARGET`. Then at most `window` batches are in
+flight (enough to keep a queue on every worker while the caller's own worker
+computes); the input is read only to fill that window.
 
 Who may call: `Group()` and its methods from goroutines of the worker that
 made the group (a Group does not pickle: a task that captures it stays in
@@ -63,8 +64,9 @@ __all__ = ["Group", "map_"]
 
 TARGET = 0.002          # seconds of work per map batch
 GROWTH = 8              # the most a batch grows per measurement
-MAX_BATCH = 8192        # bounds the items in flight for lazy inputs
-WINDOW_PER_WORKER = 4   # map batches in flight per worker (without a limit)
+MAX_BATCH = 4096        # bounds the items in flight for lazy inputs
+WINDOW_PER_WORKER = 16  # map batches in flight per worker (without a limit): keeps
+                        # a queue on each worker for idle ones to take from
 FIRST_SPLIT = 16        # a sized input starts with batches of len / (this × workers)
 
 # (exception, remote traceback text or "")
@@ -299,7 +301,7 @@ def map_(fn: Callable[..., Any], /, *iterables: Iterable[Any], limit: int | None
     A drop-in for ``ProcessPoolExecutor.map``: several iterables are zipped;
     the first exception is raised when iteration reaches it; `timeout` counts
     from this call (`TimeoutError`). Lazy: the input is read only as far as
-    the batches in flight need (at most `limit` batches, default four per
+    the batches in flight need (at most `limit` batches, default 16 per
     worker). Batches are sized automatically unless `chunksize` is given.
     Any goroutine; iterate in the same goroutine.
     """
@@ -323,7 +325,9 @@ def map_(fn: Callable[..., Any], /, *iterables: Iterable[Any], limit: int | None
     it = zip(*iterables, strict=False) if star else iter(iterables[0])
     deadline = None if timeout is None else monotonic() + float(timeout)
     b = _Batches(fn, it, star, window, chunksize or first, chunksize is None, cap, w.wid)
-    b.fill()                    # start at once, as ProcessPoolExecutor.map does
+    # Start at once, as ProcessPoolExecutor.map does; only a batch per worker
+    # until the first measurement, which sizes the rest.
+    b.fill(w.n)
     return _results(b, deadline)
 
 
@@ -341,16 +345,18 @@ class _Batches:
         # too: gathering one must not take much longer than TARGET either.
         self.input_cap = cap
 
-    def fill(self) -> None:
-        """Start batches until `window` are in flight or the input ends."""
-        while not self.exhausted and len(self.pending) < self.window:
+    def fill(self, window: int | None = None) -> None:
+        """Start batches until `window` (default: all the window) are in flight
+        or the input ends."""
+        window = self.window if window is None else min(window, self.window)
+        while not self.exhausted and len(self.pending) < window:
             want = min(self.size, self.input_cap)
+            batch: list[Any] = []
             t0 = perf_counter()
             try:
-                batch = list(islice(self.it, want))
+                batch.extend(islice(self.it, want))   # keeps what came before an error
             except Exception as e:  # noqa: BLE001 - raised after the items before it
-                self.input_error, self.exhausted = e, True
-                return
+                self.input_error = e
             if len(batch) < want:
                 self.exhausted = True
             if not batch:

@@ -41,7 +41,7 @@ class _Dir:
     """The supervisor's knowledge of one promoted channel."""
 
     __slots__ = ("cid", "holders", "inflight", "home", "moving", "fences", "held",
-                 "no_pair", "ops", "receivers", "target")
+                 "no_pair", "ops", "receivers", "target", "asked")
 
     def __init__(self, cid: int) -> None:
         self.cid = cid
@@ -55,6 +55,7 @@ class _Dir:
         self.ops = 0
         self.receivers: set[int] = set()
         self.target = SUPERVISOR
+        self.asked: set[int] = set()     # workers told to fence: each must hear CH_MOVED
 
 
 class Broker:
@@ -104,6 +105,7 @@ class Broker:
         d.target = min(rs) if len(rs) > 1 else next(iter(rs))
         d.moving = True
         d.fences = set(d.holders)
+        d.asked = set(d.holders)
         for w in d.holders:
             self.sup.send(w, [_wire.CH_PREPARE, d.cid, SUPERVISOR])
 
@@ -128,9 +130,12 @@ class Broker:
     def _settle(self, d: _Dir, home: int) -> None:
         d.moving = False
         d.home = home
-        for w in d.holders:
+        # Every worker that was told to fence holds frames: release each one,
+        # also one that let go of the channel meanwhile (its last frames wait).
+        for w in d.holders | d.asked:
             if w != home:
                 self.sup.send(w, [_wire.CH_MOVED, d.cid, home])
+        d.asked = set()
         if home == SUPERVISOR:
             d.no_pair = True
             held, d.held = d.held, []
@@ -143,6 +148,7 @@ class Broker:
             return
         d.moving = True
         others = [w for w in d.holders if w != d.home]
+        d.asked = set(others)
         for w in others:
             self.sup.send(w, [_wire.CH_PREPARE, d.cid, d.home])
         self.sup.send(d.home, [_wire.CH_REVOKE, d.cid, others])

@@ -78,7 +78,7 @@ class _Px:
         self.forgotten = 0        # 1: the object died; 2: CH_FORGET queued
         self.home = SUPERVISOR    # where the channel's state lives (pair mode: a worker)
         self.pending = False      # the home is moving: frames wait in outbox
-        self.outbox: list[list[Any]] = []
+        self.outbox: list[tuple[int | None, list[Any]]] = []   # (None: the home)
 
 
 def _move(px: _Px, queue: Any) -> None:
@@ -100,13 +100,17 @@ def _move(px: _Px, queue: Any) -> None:
         px.cache.clear()
         credits, px.credits = px.credits, 0
         _frame_home(px, queue, [_wire.CH_RETURN, px.cid, vals, credits, True])
-        queue.append((SUPERVISOR, [_wire.CH_FORGET, px.cid, px.run]))
+        forget = [_wire.CH_FORGET, px.cid, px.run]
+        if px.pending:
+            px.outbox.append((SUPERVISOR, forget))   # after what the move holds back
+        else:
+            queue.append((SUPERVISOR, forget))
 
 
 def _frame_home(px: _Px, queue: Any, frame: list[Any]) -> None:
     """Queue a frame for px's home, or hold it while the home moves."""
     if px.pending:
-        px.outbox.append(frame)
+        px.outbox.append((None, frame))
     else:
         queue.append((px.home, frame))
 
@@ -114,7 +118,7 @@ def _frame_home(px: _Px, queue: Any, frame: list[Any]) -> None:
 def _to_home(w: Any, px: _Px, frame: list[Any]) -> None:
     """Send a data frame to wherever the channel lives. Hub thread."""
     if px.pending:
-        px.outbox.append(frame)
+        px.outbox.append((None, frame))
     else:
         w.send(px.home, frame)
 
@@ -595,6 +599,7 @@ def _h_prepare(src: int, f: list[Any]) -> None:
         if px is not None:
             _move(px, w.link.queue)           # what is owed goes before the fence
             px.pending = True
+            w.moving[cid] = px                # held frames outlive the channel object
     w.send(home, [_wire.CH_FENCE, cid])
 
 
@@ -603,8 +608,8 @@ def _release(w: Any, px: _Px, home: int) -> None:
         px.home = home
         px.pending = False
         out, px.outbox = px.outbox, []
-        for frame in out:
-            w.link.queue.append((home, frame))
+        for dst, frame in out:
+            w.link.queue.append((home if dst is None else dst, frame))
     _sched.want_hub_turn()
 
 
@@ -613,7 +618,7 @@ def _h_home(src: int, f: list[Any]) -> None:
     w = _worker.W
     assert w is not None
     w.chome.install(f[2])
-    px = _px_of(f[1])
+    px = w.moving.pop(f[1], None) or _px_of(f[1])
     if px is not None:
         _release(w, px, w.wid)
 
@@ -622,7 +627,7 @@ def _h_home(src: int, f: list[Any]) -> None:
 def _h_moved(src: int, f: list[Any]) -> None:
     w = _worker.W
     assert w is not None
-    px = _px_of(f[1])
+    px = w.moving.pop(f[1], None) or _px_of(f[1])
     if px is not None:
         _release(w, px, f[2])
 
@@ -668,7 +673,7 @@ def _home_back(w: Any, cid: int) -> None:
     w.link.flush()
     with w.link.lock:
         keep: deque[list[Any]] = deque()
-        mine = []
+        mine: list[list[Any]] = []
         while w.link.local:
             f = w.link.local.popleft()
             (mine if f[0] in DATA_FRAMES and f[1] == cid else keep).append(f)
@@ -699,6 +704,7 @@ def _on_run_start() -> None:
         w.chome = Home(w.wid, _home_out)
         w.revoking = {}
         w.fences = {}
+        w.moving = {}
 
 
 def _flush_home() -> None:
@@ -719,6 +725,7 @@ def install(w: Any) -> None:
     w.chome = Home(w.wid, _home_out)
     w.revoking = {}
     w.fences = {}
+    w.moving = {}
 
 
 _worker.ON_WORKER_START.append(install)

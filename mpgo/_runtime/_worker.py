@@ -174,6 +174,7 @@ class Worker(_sched.Hooks):
         self.last_io_poll = 0.0
         self.revoking: dict[int, set[int]] = {}   # cid -> holders whose fence we await
         self.fences: dict[int, set[int]] = {}     # cid -> fences that came before CH_REVOKE
+        self.moving: dict[int, Any] = {}          # cid -> px holding frames during a move
         self.on_run_start: list[Callable[[], None]] = []
         self.on_run_end: list[Callable[[], None]] = []
         self.on_flush: list[Callable[[], None]] = []
