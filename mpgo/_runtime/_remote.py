@@ -572,9 +572,15 @@ def _h_select_done(src: int, f: list[Any]) -> None:
 # -- pair mode: this worker as a channel's home (docs/design.md §6.7) -------------
 
 def _home_out(dst: int, frame: list[Any]) -> None:
+    """A channel homed here answers a worker. To this worker itself the frame is
+    handled at once (hub context: the handlers only ready goroutines), so that
+    what the woken goroutines send rides with the home's other answers."""
     w = _worker.W
     assert w is not None
-    w.send(dst, frame)
+    if dst == w.wid:
+        _worker.HANDLERS[frame[0]](dst, frame)
+    else:
+        w.send(dst, frame)
 
 
 def _on_data(src: int, f: list[Any]) -> None:

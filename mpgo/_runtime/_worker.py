@@ -65,6 +65,8 @@ STEAL_OLD = 1 << 20     # steal-request flag: the thief has goroutines (parked)
 SNAPSHOT_EVERY = 0.02   # sysmon refreshes the goroutine snapshot (for WorkerDied)
 SNAPSHOT_MAX = 40
 IO_POLL_EVERY = 0.001   # a busy hub still looks at its fds this often
+FLUSH_AGE = 100e-6      # while goroutines run, frames wait at most this long (§3)
+FLUSH_FRAMES = 512      # ... or until this many are queued
 
 Handler = Callable[[int, list[Any]], None]
 HANDLERS: dict[int, Handler] = {}
@@ -172,6 +174,7 @@ class Worker(_sched.Hooks):
         self.io: Any = None
         self.chome: Any = None          # channels homed here (pair mode), per run
         self.last_io_poll = 0.0
+        self.first_queued = 0.0
         self.revoking: dict[int, set[int]] = {}   # cid -> holders whose fence we await
         self.fences: dict[int, set[int]] = {}     # cid -> fences that came before CH_REVOKE
         self.moving: dict[int, Any] = {}          # cid -> px holding frames during a move
@@ -253,9 +256,13 @@ class Worker(_sched.Hooks):
         return self._ticket
 
     def send(self, dst: int, frame: list[Any]) -> None:
-        """Queue a frame; the hub flushes at the end of its turn. Hub thread."""
-        self.link.queue.append((dst, frame))
-        _sched.want_hub_turn()
+        """Queue a frame. Hub thread. It leaves when the run queue empties, or
+        at a hub turn once it waited FLUSH_AGE: what the goroutines runnable now
+        produce rides in the same message (a reply and the next request)."""
+        q = self.link.queue
+        if not q:
+            self.first_queued = time.monotonic()
+        q.append((dst, frame))
 
     # -- scheduler hooks -------------------------------------------------------
 
@@ -324,11 +331,15 @@ class Worker(_sched.Hooks):
             if rj:
                 self._answer_remote_joins(g, rj)
 
-    def flush(self) -> None:
-        """Everything produced so far leaves: batched deliveries of channels homed
-        here and credited sends first (on_flush), then the link's queue."""
+    def flush(self, force: bool = False) -> None:
+        """What was produced leaves: batched deliveries of channels homed here
+        first (on_flush: those for this worker are handed over at once), then
+        the link's queue — unless that made goroutines runnable and not force:
+        what they produce next rides in the same message."""
         for f in self.on_flush:
             f()
+        if not force and _sched.has_runnable():
+            return
         self.link.flush()
 
     def _deliver_interrupt(self) -> None:
@@ -357,7 +368,11 @@ class Worker(_sched.Hooks):
             if now - self.last_io_poll > IO_POLL_EVERY:
                 self.last_io_poll = now
                 io.poll_now()
-        self.flush()
+        q = self.link.queue
+        if len(q) > FLUSH_FRAMES or (q and time.monotonic() - self.first_queued > FLUSH_AGE):
+            self.flush(force=True)
+        elif not _sched.has_runnable():
+            self.flush()
 
     def idle(self) -> None:
         if self.pending_interrupt is not None:
@@ -405,6 +420,8 @@ class Worker(_sched.Hooks):
             left = max(0.0, self.steal_pending - time.monotonic())
             timeout = left if timeout is None else min(timeout, left)
         self.flush()        # nothing may wait in a queue while we sleep (P20)
+        if _sched.has_runnable():
+            return True
         if self.link.readable() or self.link.queue:
             timeout = 0.0
         due = self.chome.next_deadline() if self.chome is not None else None
