@@ -129,7 +129,12 @@ class CaseResults:
     case: Case
     runs: list[dict[str, float]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    error: str | None = None
+    errors: list[str] = field(default_factory=list)
+    stopped: bool = False  # timed out or skipped: not run again
+
+    @property
+    def error(self) -> str | None:
+        return self.errors[-1] if self.errors else None
 
     def values(self, metric: str) -> list[float]:
         return [m[metric] for m in self.runs if metric in m]
@@ -217,20 +222,24 @@ def run_workload(wl: Workload, cfg: Config,
                  log: Callable[[str], None] = lambda s: None) -> dict[str, CaseResults]:
     """Run every case of ``wl`` alternately for ``cfg.runs`` rounds.
 
-    A case that fails, times out or is skipped is not run again."""
+    A case that fails is tried again in the next round; one that timed out
+    or was skipped is not."""
     results = {c.key: CaseResults(c) for c in wl.cases}
     for rnd in range(1, cfg.runs + 1):
         for case in wl.cases:
             res = results[case.key]
-            if res.error:
+            if res.stopped:
                 continue
             t0 = time.perf_counter()
             out = run_case(case, cfg)
             took = time.perf_counter() - t0
+            head = f"{wl.key} round {rnd}/{cfg.runs} {case.key}"
             if out.error:
-                res.error = out.error
-                log(f"{wl.key} round {rnd}/{cfg.runs} {case.key}: {out.error}")
-                if not out.error.startswith("SKIP"):
+                first = not res.errors
+                res.errors.append(out.error)
+                res.stopped = not out.error.startswith("ERROR")
+                log(f"{head}: {out.error} ({took:.1f} s)")
+                if first and not out.error.startswith("SKIP"):
                     log(f"    reproduce: cd {REPO} && PYTHONPATH=. "
                         + " ".join(_shell_quote(a) for a in case.command()))
                 continue
@@ -238,7 +247,7 @@ def run_workload(wl: Workload, cfg: Config,
             if out.note and out.note not in res.notes:
                 res.notes.append(out.note)
             shown = ", ".join(f"{k}={v:.4g}" for k, v in out.metrics.items())
-            log(f"{wl.key} round {rnd}/{cfg.runs} {case.key}: {shown} ({took:.1f} s)")
+            log(f"{head}: {shown} ({took:.1f} s)")
     return results
 
 

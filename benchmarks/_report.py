@@ -71,10 +71,13 @@ def render_workload(wl: Workload, results: dict[str, CaseResults], cfg: Config,
                  "(> 1 = better; value ÷ ref for rates, ref ÷ value for times; "
                  "“best of” several rows takes the best median among them).")
     for res in results.values():
-        for n in res.notes:
-            notes.append(f"`{res.case.key}`: {n}")
-        if res.error and res.runs:
-            notes.append(f"`{res.case.key}`: later round failed: {res.error}")
+        key = f"`{res.case.key}`"
+        if len(res.notes) == 1:
+            notes.append(f"{key}: {res.notes[0]}")
+        elif res.notes:
+            notes.append(f"{key} (varied by round): " + " / ".join(res.notes[:5]))
+        if res.errors and res.runs:
+            notes.append(f"{key}: {len(res.errors)} round(s) failed, last: {res.error}")
     out += [f"- {_cell(n)}" for n in notes]
     return "\n".join(out).rstrip() + "\n"
 

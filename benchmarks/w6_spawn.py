@@ -25,9 +25,11 @@ def _parked_result(n: int, rss0: int, dt: float) -> dict:
     return {"kb": (rss_bytes() - rss0) / n / 1024, "rate": n / dt / 1000}
 
 
-def _park(ch) -> None:
+def _park(ch, all_parked, n: int) -> None:
     global _parked
     _parked += 1
+    if _parked == n:
+        all_parked.send(None)  # buffered(1): does not block
     ch.recv()
 
 
@@ -38,14 +40,13 @@ def _short() -> None:
 def _mpgo_parked_main(n: int) -> dict:
     import mpgo
 
-    ch, go, gosched = mpgo.Chan(), mpgo.go, mpgo.gosched
+    ch, all_parked, go = mpgo.Chan(), mpgo.Chan(1), mpgo.go
     gc.collect()
     rss0 = rss_bytes()
     t0 = time.perf_counter()
     for _ in range(n):
-        go(_park, ch)
-    while _parked < n:
-        gosched()
+        go(_park, ch, all_parked, n)
+    all_parked.recv()  # main parks; the last goroutine to park wakes it
     dt = time.perf_counter() - t0
     res = _parked_result(n, rss0, dt)
     ch.close()
@@ -62,14 +63,13 @@ def gevent_parked(n: int) -> dict:
     import gevent
     from gevent.event import Event
 
-    ev = Event()
+    ev, all_parked = Event(), Event()
     gc.collect()
     rss0 = rss_bytes()
     t0 = time.perf_counter()
     for _ in range(n):
-        gevent.spawn(_park_gevent, ev)
-    while _parked < n:
-        gevent.sleep(0)
+        gevent.spawn(_park_gevent, ev, all_parked, n)
+    all_parked.wait()
     dt = time.perf_counter() - t0
     res = _parked_result(n, rss0, dt)
     ev.set()
@@ -77,9 +77,11 @@ def gevent_parked(n: int) -> dict:
     return res
 
 
-def _park_gevent(ev) -> None:
+def _park_gevent(ev, all_parked, n: int) -> None:
     global _parked
     _parked += 1
+    if _parked == n:
+        all_parked.set()
     ev.wait()
 
 
