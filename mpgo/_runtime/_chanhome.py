@@ -592,6 +592,17 @@ class Home:
 
     def _f_demand(self, c: BChan, src: int, f: list[Any]) -> None:
         dc, ds = f[2], f[3]
+        if dc < 0:
+            # withdrawn demand (its receivers were served by prefetched values);
+            # what was already served is on its way and lands in their cache
+            for r in reversed(c.recvq):
+                if dc == 0:
+                    break
+                if type(r) is _Demand and r.w == src and r.n > 0:
+                    k = min(r.n, -dc)
+                    r.n -= k
+                    dc += k
+            dc = 0
         if dc:
             q = c.recvq
             if q and type(q[-1]) is _Demand and q[-1].w == src:

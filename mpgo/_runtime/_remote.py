@@ -484,14 +484,23 @@ def _h_deliver(src: int, f: list[Any]) -> None:
     px.asked = max(0, px.asked - ncommitted)
     px.spec_asked = max(0, px.spec_asked - (len(vals) - ncommitted))
     rq = px.recvq
+    served = 0
     for v in vals:
         if rq:
             g = rq.popleft()
             px.consumed += 1
+            served += 1
             _sched.ready(g, v)
         else:
             px.cache.append(v)
     _dirty.add(px)
+    excess = min(served - ncommitted, px.asked)
+    if excess > 0:
+        # Parked receivers took prefetched values: the committed demand they
+        # registered is no longer wanted (else the home would count this worker
+        # as waiting forever and never recall what its cache later holds).
+        px.asked -= excess
+        _to_home(_worker.W, px, [_wire.CH_DEMAND, px.cid, -excess, 0])
 
 
 @handler(_wire.CH_RECALL)
@@ -584,9 +593,22 @@ def _home_out(dst: int, frame: list[Any]) -> None:
 
 
 def _on_data(src: int, f: list[Any]) -> None:
-    """A data frame for a channel homed here (or about to be: held until CH_HOME)."""
+    """A data frame for a channel homed here (or about to be: held until CH_HOME).
+
+    A frame this worker sent itself for a channel it no longer homes (queued
+    just before the state went back) follows the channel to its home.
+    """
     w = _worker.W
     assert w is not None
+    if src == w.wid and f[1] not in w.chome.chans:
+        px = _px_of(f[1])
+        home = px.home if px is not None else SUPERVISOR
+        if home != w.wid:
+            if px is not None and px.pending:
+                px.outbox.append((None, f))
+            else:
+                w.send(home, f)
+            return
     w.chome.handle(src, f)
 
 

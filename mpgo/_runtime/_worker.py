@@ -670,8 +670,11 @@ class Worker(_sched.Hooks):
         self.publish()
 
 
-class _NotFromSysmon(Exception):
-    """A record whose pickling would change hub state (promote a channel)."""
+class _NotFromSysmon(BaseException):
+    """A record whose pickling would change hub state (promote a channel).
+
+    A BaseException: pickling code that catches Exception (and retries with
+    cloudpickle) must let it through to `ship`, which puts the record back."""
 
 
 class _Flag(threading.local):
