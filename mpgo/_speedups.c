@@ -665,6 +665,10 @@ static PyTypeObject AtomicBase_Type = {
 #include "structmember.h"
 
 static unsigned long chan_thread = 0;   /* the scheduler's hub thread */
+/* Set by the worker's sysmon thread when the running goroutine has not
+ * switched for a while: the next channel operation takes the Python slow
+ * path, which yields (Go's cooperative preemption request). */
+static volatile int preempt_req = 0;
 static PyObject *deque_append = NULL;   /* collections.deque.append */
 static PyObject *deque_popleft = NULL;  /* collections.deque.popleft */
 static PyObject *str_send_slow = NULL;
@@ -748,6 +752,23 @@ sp_set_thread(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nar
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(set_preempt_doc,
+"set_preempt(flag, /)\n--\n\n"
+"Nonzero: local channel operations take the slow path (which yields).");
+
+static PyObject *
+sp_set_preempt(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    int flag;
+    CHECK_NARGS("set_preempt", 1);
+    flag = PyObject_IsTrue(args[0]);
+    if (flag < 0) {
+        return NULL;
+    }
+    preempt_req = flag;
+    Py_RETURN_NONE;
+}
+
 typedef struct {
     PyObject_HEAD
     PyObject *buf;           /* deque of values */
@@ -793,7 +814,7 @@ chan_dealloc(ChanObject *self)
 static inline int
 chan_fast_ok(ChanObject *self)
 {
-    return chan_thread != 0 && PyThread_get_thread_ident() == chan_thread
+    return chan_thread != 0 && !preempt_req && PyThread_get_thread_ident() == chan_thread
         && self->buf != NULL && self->recvq != NULL && self->sendq != NULL;
 }
 
@@ -1038,6 +1059,7 @@ static PyMethodDef sp_methods[] = {
     FASTCALL("set_hub", sp_set_hub, set_hub_doc),
     /* 4. channel fast path */
     FASTCALL("set_thread", sp_set_thread, set_thread_doc),
+    FASTCALL("set_preempt", sp_set_preempt, set_preempt_doc),
     FASTCALL("set_sched", sp_set_sched, set_sched_doc),
     {NULL, NULL, 0, NULL},
 };

@@ -221,6 +221,47 @@ def test_gosched_and_sleep_let_others_run():
     assert mpgo.run(main, workers=1) == ["other", "main"]
 
 
+def _spin_on_channel_ops(ch, recv: bool) -> tuple[int, bool]:
+    """Loop on channel operations that never park until a flag says stop, or
+    5 s pass. Returns (operations, stopped)."""
+    ch.send(-1)                         # the first cross-worker send waits for credit
+    if recv:
+        ch.recv()
+    flag = mpgo.Chan(1)
+    mpgo.go_local(flag.send, True)      # runnable now, but only runs if we yield
+    deadline = time.monotonic() + 5.0
+    ops = 0
+    while time.monotonic() < deadline:
+        ch.send(ops)
+        if recv:
+            ch.recv()
+        ops += 1
+        if len(flag):
+            return ops, True
+    return ops, False
+
+
+def test_a_goroutine_that_never_parks_is_preempted_at_its_channel_operations():
+    # Go's sysmon asks a goroutine that ran too long to yield; ours does it at
+    # the next channel operation (here: the C fast path of a local buffered
+    # channel), so a runnable goroutine of the same worker is not starved.
+    def main():
+        return _spin_on_channel_ops(mpgo.Chan(1), recv=True)
+    ops, stopped = mpgo.run(main, workers=1)
+    assert stopped, f"the other goroutine never ran in 5 s ({ops} channel operations)"
+
+
+def test_cross_worker_sends_on_credit_still_give_the_hub_its_turns():
+    # A cross-worker buffered send with credit never parks; the hub (which
+    # answers other workers' frames) must still get a turn every ~1 ms.
+    def main():
+        ch = mpgo.Chan(1_000_000)         # credit for 500,000 sends at the first grant
+        go_on(1, len, ch).join()          # worker 1 knows ch: cross-worker now
+        return _spin_on_channel_ops(ch, recv=False)
+    ops, stopped = mpgo.run(main, workers=2)
+    assert stopped and ops < 50_000, (ops, stopped)
+
+
 def test_runtime_reuses_workers_for_several_mains():
     with mpgo.Runtime(workers=2) as rt:
         pids1 = rt.run(lambda: sorted({go_on(i, os.getpid).join() for i in range(2)}))

@@ -164,6 +164,7 @@ else:
             _sp.set_thread(ident)
             _sp.set_sched(G, _sched._runq)
         _sched.ON_INIT.append(_on_init)
+        _sched.PREEMPT_SETTERS.append(_sp.set_preempt)
     except (ImportError, AttributeError):
         _ChanBase = _ChanBasePy
 
@@ -210,6 +211,8 @@ class Chan(_ChanBase):
         """
         if get_ident() != _sched._hub_thread:
             check_thread()
+        if _sched._preempt:
+            _sched.preempt_point()
         if self._closed:
             raise ClosedChannelError("send on closed channel")
         if self._recvq:
@@ -236,6 +239,8 @@ class Chan(_ChanBase):
     def _recv_slow(self) -> tuple[Any, bool]:
         if get_ident() != _sched._hub_thread:
             check_thread()
+        if _sched._preempt:
+            _sched.preempt_point()
         buf = self._buf
         if buf:
             v = buf.popleft()

@@ -146,6 +146,16 @@ _timers: list[list[Any]] = []
 _timer_seq = count()
 _tick = 0
 _want_hub = False
+# Go's preemption request: set (from any thread) when the running goroutine
+# has not switched for a while; its next channel operation yields first.
+_preempt = False
+PREEMPT_SETTERS: list[Callable[[int], None]] = []   # C fast paths' flags
+# When the hub last took a turn (messages, flushes). Cross-worker channel
+# operations yield when it is older than TURN_AGE: a goroutine that keeps
+# finding its values in a prefetch cache would otherwise leave the frames
+# other workers wait on unread (a hub's home answers only at its turns).
+_last_turn = 0.0
+TURN_AGE = 0.001
 _hooks = Hooks()
 _live: dict[int, G] = {}      # every goroutine of this worker not yet dead
 _stopping = False
@@ -169,7 +179,7 @@ _qrelease = _qlock.release
 def init(hooks: Hooks | None = None, new_id: Callable[[], int] | None = None) -> None:
     """Reset the scheduler for a hub on the calling thread. Hub thread only."""
     global _runq, _spawnq, _runnext, _cur, _hub_gr, _hub_thread, _pool, _timers
-    global _tick, _want_hub, _hooks, _live, _stopping, _new_id, _ids, _killing
+    global _tick, _want_hub, _hooks, _live, _stopping, _new_id, _ids, _killing, _preempt
     _runq = deque()
     _spawnq = deque()
     _runnext = None
@@ -180,6 +190,9 @@ def init(hooks: Hooks | None = None, new_id: Callable[[], int] | None = None) ->
     _timers = []
     _tick = 0
     _want_hub = False
+    _preempt = False
+    for setter in PREEMPT_SETTERS:
+        setter(0)
     _hooks = hooks or Hooks()
     _live = {}
     _stopping = False
@@ -332,6 +345,32 @@ def gosched() -> None:
     global _want_hub
     _want_hub = True        # a yield is also the hub's chance to read messages
     _schedule()
+
+
+def request_preempt() -> None:
+    """Ask the running goroutine to yield at its next channel operation.
+
+    Any thread (the worker's sysmon calls it when the hub has not ticked for
+    a while). A goroutine that never touches a channel is not preempted:
+    greenlets cannot be interrupted, and the sysmon reports it as a hog.
+    """
+    global _preempt
+    _preempt = True
+    for setter in PREEMPT_SETTERS:
+        setter(1)
+
+
+def preempt_point() -> None:
+    """Honour a pending preemption request: yield once. Called at the start of
+    channel operations (their state is untouched yet, so a yield here is the
+    same as the user calling gosched() just before)."""
+    global _preempt
+    _preempt = False
+    for setter in PREEMPT_SETTERS:
+        setter(0)
+    g = _cur
+    if g is not None and g.status == RUNNING and get_ident() == _hub_thread:
+        gosched()
 
 
 _new_turn = False
@@ -575,7 +614,7 @@ def hub_loop(until: Callable[[], bool] | None = None) -> None:
       3. fire due timers;
       4. if nothing is runnable: let the runtime look for work, then poll.
     """
-    global _cur, _want_hub
+    global _cur, _want_hub, _last_turn
     hooks = _hooks
     while not _stopping:
         if until is not None and until():
@@ -586,6 +625,7 @@ def hub_loop(until: Callable[[], bool] | None = None) -> None:
             _cur = None
         hooks.turn()
         _want_hub = False
+        _last_turn = _monotonic()
         timeout = _run_timers() if _timers else None
         if has_runnable() or _stopping:
             continue

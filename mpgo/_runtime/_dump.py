@@ -84,7 +84,8 @@ def worker_dump(w: Any, requester: G | None = None) -> str:
                            f"recvq={[(getattr(r, 'w', '?'), getattr(r, 'n', '?')) for r in c.recvq]} "
                            f"spec={c.spec} credits={c.credits} held={c.held} free={c.free()} "
                            f"closed={c.closed} want={c.want}]")
-            out.append(f"[home pending={ {k: [(src, f[:2]) for src, f in v] for k, v in ch.pending.items()} }]")
+            pend = {k: [(src, f[:2]) for src, f in v] for k, v in ch.pending.items()}
+            out.append(f"[home pending={pend}]")
         from . import _remote
         for cid, chn in list(_remote._table.items()):
             px = chn._r

@@ -28,6 +28,7 @@ from __future__ import annotations
 import time
 import weakref
 from collections import deque
+from time import monotonic as _monotonic
 from typing import Any
 
 from .._core import _chan, _sched
@@ -157,6 +158,8 @@ class RemoteChan(Chan):
         return px
 
     def send(self, v: Any) -> None:
+        if _sched._preempt or _monotonic() - _sched._last_turn > _sched.TURN_AGE:
+            _sched.preempt_point()
         px = self._px()
         if px.closed_seen:
             raise ClosedChannelError("send on closed channel")
@@ -184,6 +187,8 @@ class RemoteChan(Chan):
             px.credits += credit        # the broker used one of our in-flight credits
 
     def _recv(self) -> tuple[Any, bool]:
+        if _sched._preempt or _monotonic() - _sched._last_turn > _sched.TURN_AGE:
+            _sched.preempt_point()
         px = self._px()
         cache = px.cache
         if cache:

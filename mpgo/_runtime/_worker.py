@@ -888,7 +888,7 @@ class _Sysmon(threading.Thread):
         w = self.w
         last_tick = -1
         since = time.monotonic()
-        reported = False
+        reported = preempted = False
         main_ident = _sched._hub_thread
         next_snap = 0.0
         while not w.exiting:
@@ -905,11 +905,18 @@ class _Sysmon(threading.Thread):
             if tick != last_tick or w.in_poll:
                 last_tick = tick
                 since = now
-                reported = False
+                reported = preempted = False
                 continue
             stalled = now - since
             if stalled < STALL:
                 continue
+            if not preempted:
+                # Go's sysmon preemption: the goroutine yields at its next
+                # channel operation, so that the hub answers the frames other
+                # workers wait on (W9 fan-out measured: a remote sender
+                # blocked up to 90 ms behind a home worker's busy goroutine).
+                preempted = True
+                _sched.request_preempt()
             # While sysmon holds records or frames, the run is not quiescent
             # (the deadlock detector reads this word).
             store(w.off_sysmon, 1)
