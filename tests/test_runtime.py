@@ -262,6 +262,20 @@ def test_cross_worker_sends_on_credit_still_give_the_hub_its_turns():
     assert stopped and ops < 50_000, (ops, stopped)
 
 
+def test_a_channel_promoted_while_its_receiver_yields_to_preemption_still_delivers():
+    # The preemption yield happens inside the local channel's slow path: a
+    # goroutine that runs meanwhile can promote the channel (here: by passing
+    # it to worker 1), and the receive must then take the cross-worker path.
+    from mpgo._core import _sched
+
+    def main():
+        ch = mpgo.Chan()
+        mpgo.go_local(lambda: go_on(1, ch.send, "from worker 1"))
+        _sched.request_preempt()          # what sysmon does after 2 ms without a switch
+        return ch.recv()
+    assert mpgo.run(main, workers=2) == "from worker 1"
+
+
 def test_runtime_reuses_workers_for_several_mains():
     with mpgo.Runtime(workers=2) as rt:
         pids1 = rt.run(lambda: sorted({go_on(i, os.getpid).join() for i in range(2)}))

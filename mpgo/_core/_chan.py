@@ -213,6 +213,10 @@ class Chan(_ChanBase):
             check_thread()
         if _sched._preempt:
             _sched.preempt_point()
+            # re-dispatch: while we yielded the channel may have been promoted
+            # (its class changed), and this method's state is no longer its own
+            self.send(v)
+            return
         if self._closed:
             raise ClosedChannelError("send on closed channel")
         if self._recvq:
@@ -241,6 +245,7 @@ class Chan(_ChanBase):
             check_thread()
         if _sched._preempt:
             _sched.preempt_point()
+            return self.recv_ok()           # re-dispatch, as in _send_slow
         buf = self._buf
         if buf:
             v = buf.popleft()
