@@ -65,6 +65,7 @@ STEAL_OLD = 1 << 20     # steal-request flag: the thief has goroutines (parked)
 SNAPSHOT_EVERY = 0.02   # sysmon refreshes the goroutine snapshot (for WorkerDied)
 SNAPSHOT_MAX = 40
 IO_POLL_EVERY = 0.001   # a busy hub still looks at its fds this often
+INBOX_EVERY = 20e-6     # a busy hub looks at its inbox at most this often
 FLUSH_AGE = 100e-6      # while goroutines run, frames wait at most this long (§3)
 FLUSH_FRAMES = 512      # ... or until this many are queued
 
@@ -174,6 +175,7 @@ class Worker(_sched.Hooks):
         self.io: Any = None
         self.chome: Any = None          # channels homed here (pair mode), per run
         self.last_io_poll = 0.0
+        self.last_inbox_look = 0.0
         self.first_queued = 0.0
         self.revoking: dict[int, set[int]] = {}   # cid -> holders whose fence we await
         self.fences: dict[int, set[int]] = {}     # cid -> fences that came before CH_REVOKE
@@ -358,8 +360,18 @@ class Worker(_sched.Hooks):
         self.publish()
         if load(self.off_steal_req):
             self.serve_steal(False)
-        if self.link.readable():
+        link = self.link
+        # The inbox is looked at here only while goroutines wait to run (a hub
+        # about to go idle looks in idle() and poll()), and then at most every
+        # INBOX_EVERY: a look costs a few µs, a hub turn can be much shorter.
+        if link.local:
             self.read_messages()
+        elif _sched.has_runnable():
+            now = time.monotonic()
+            if now - self.last_inbox_look > INBOX_EVERY:
+                self.last_inbox_look = now
+                if link.readable():
+                    self.read_messages()
         io = self.io
         if io is not None and io.fds:
             # goroutines keep the hub busy, but a ready socket must not wait
@@ -422,7 +434,10 @@ class Worker(_sched.Hooks):
         self.flush()        # nothing may wait in a queue while we sleep (P20)
         if _sched.has_runnable():
             return True
-        if self.link.readable() or self.link.queue:
+        link = self.link
+        # armed: the last look found the inbox empty and nothing was received
+        # since, so the edge-triggered FD will wake the epoll (§3, P20)
+        if link.local or link.queue or (not link.armed and link.readable()):
             timeout = 0.0
         due = self.chome.next_deadline() if self.chome is not None else None
         if due is not None:

@@ -30,7 +30,8 @@ from . import _wire
 
 SUPERVISOR = -1
 _NOBLOCK = zmq.NOBLOCK
-_POLLIN = zmq.POLLIN
+_POLLIN = int(zmq.POLLIN)
+_EVENTS = int(zmq.EVENTS)
 
 
 def address(run_tag: str, who: int) -> str:
@@ -53,6 +54,7 @@ class Link:
         self.inbox.setsockopt(zmq.RCVHWM, 0)
         self.inbox.bind(address(run_tag, me))
         self.fd: int = int(self.inbox.getsockopt(zmq.FD))
+        self._events: Any = self.inbox.getsockopt     # -> int for EVENTS
         self.out: dict[int, zmq.Socket] = {}
         self.queue: deque[tuple[int, Any]] = deque()
         self.lock = threading.Lock()
@@ -61,6 +63,10 @@ class Link:
         self._on_sent = on_sent       # callable(n) counting messages sent
         self._on_recv = on_recv
         self.closed = False
+        # True once a look at the inbox found nothing and nothing was received
+        # since: its edge-triggered FD will fire for the next message, so an
+        # epoll may block without looking again (§3, P20).
+        self.armed = False
         # Called under `lock` at the start of every flush (hub or sysmon): moves
         # state that is batched elsewhere (credited channel sends) into `queue`.
         self.pre_flush: Any = None
@@ -137,11 +143,20 @@ class Link:
 
     def readable(self) -> bool:
         """Whether a message is waiting (also re-arms the edge-triggered FD)."""
-        events = int(self.inbox.getsockopt(zmq.EVENTS))
-        return bool(self.local) or bool(events & _POLLIN)
+        if self.local:
+            return True
+        if self._events(_EVENTS) & _POLLIN:
+            self.armed = False
+            return True
+        self.armed = True
+        return False
 
     def recv_all(self, limit: int = 1 << 30) -> list[list[Any]]:
-        """Every waiting message as [src, frame, ...]; foreign ones dropped. Owner thread."""
+        """Every waiting message as [src, frame, ...]; foreign ones dropped. Owner thread.
+
+        Asks the socket before each receive rather than receiving until EAGAIN:
+        the question costs less than the exception, and leaves the FD armed.
+        """
         out: list[list[Any]] = []
         if self.local:
             frames = []
@@ -149,9 +164,14 @@ class Link:
                 frames.append(self.local.popleft())
             out.append([self.me, self.run, *frames])
         recv = self.inbox.recv
+        events = self._events
         token = self.token
         n = 0
+        self.armed = False
         while n < limit:
+            if not events(_EVENTS) & _POLLIN:
+                self.armed = True
+                break
             try:
                 msg = recv(_NOBLOCK)
             except zmq.Again:
