@@ -165,6 +165,18 @@ class Home:
         if c.cap:
             c.held[w] = c.held.get(w, 0) + 1
 
+    def deliver_many(self, w: int, c: BChan, vals: list[bytes]) -> None:
+        """`deliver` of several speculative (uncommitted) values at once."""
+        key = (w, c.cid)
+        c.active[w] = _monotonic()
+        e = self.out.get(key)
+        if e is None:
+            self.out[key] = [vals, 0]
+        else:
+            e[0].extend(vals)
+        if c.cap:
+            c.held[w] = c.held.get(w, 0) + len(vals)
+
     def flush_deliveries(self) -> None:
         if not self.out:
             return
@@ -273,8 +285,7 @@ class Home:
             if c.buf and c.spec:
                 for w in list(c.spec):
                     k = min(c.spec[w], len(c.buf))
-                    for _ in range(k):
-                        self.deliver(w, c, c.buf.popleft(), False)
+                    self.deliver_many(w, c, [c.buf.popleft() for _ in range(k)])
                     c.spec[w] -= k
                     if not c.spec[w]:
                         del c.spec[w]

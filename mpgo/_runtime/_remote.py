@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import time
 import weakref
+from _thread import get_ident as _get_ident
 from collections import deque
 from time import monotonic as _monotonic
 from typing import Any
@@ -189,7 +190,12 @@ class RemoteChan(Chan):
     def _recv(self) -> tuple[Any, bool]:
         if _sched._preempt or _monotonic() - _sched._last_turn > _sched.TURN_AGE:
             _sched.preempt_point()
-        px = self._px()
+        # _px() inlined for the common case (per received value); anything
+        # unusual (no proxy yet, a new run, a foreign thread) takes _px()
+        px = self._r
+        w = _worker.W
+        if px is None or w is None or px.run != w.run or _get_ident() != _sched._hub_thread:
+            px = self._px()
         cache = px.cache
         if cache:
             b = cache.popleft()
@@ -490,14 +496,17 @@ def _h_deliver(src: int, f: list[Any]) -> None:
     px.spec_asked = max(0, px.spec_asked - (len(vals) - ncommitted))
     rq = px.recvq
     served = 0
-    for v in vals:
-        if rq:
+    if rq:
+        for v in vals:
+            if not rq:
+                break
             g = rq.popleft()
             px.consumed += 1
             served += 1
             _sched.ready(g, v)
-        else:
-            px.cache.append(v)
+        px.cache.extend(vals[served:] if served else vals)
+    else:
+        px.cache.extend(vals)
     _dirty.add(px)
     excess = min(served - ncommitted, px.asked)
     if excess > 0:
