@@ -213,7 +213,7 @@ class RemoteChan(Chan):
         w = _worker.W
         assert w is not None
         g = _sched._cur
-        px.recvq.append(g)  # type: ignore[arg-type]
+        px.recvq.append(g)
         g.waitq = px.recvq  # type: ignore[union-attr]
         _move_now(w, px)                 # report consumption before parking
         need = len(px.recvq) - px.asked
