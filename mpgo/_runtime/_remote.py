@@ -161,7 +161,10 @@ class RemoteChan(Chan):
     def send(self, v: Any) -> None:
         if _sched._preempt or _monotonic() - _sched._last_turn > _sched.TURN_AGE:
             _sched.preempt_point()
-        px = self._px()
+        px = self._r                      # _px() inlined, as in _recv
+        w = _worker.W
+        if px is None or w is None or px.run != w.run or _get_ident() != _sched._hub_thread:
+            px = self._px()
         if px.closed_seen:
             raise ClosedChannelError("send on closed channel")
         b = _wire.encode(v)
@@ -248,6 +251,24 @@ class RemoteChan(Chan):
         return self
 
     def __next__(self) -> Any:
+        # the cached-value case of _recv, without its tuple (per value in a for loop)
+        px = self._r
+        w = _worker.W
+        if (px is not None and px.cache and w is not None and px.run == w.run
+                and not _sched._preempt
+                and _monotonic() - _sched._last_turn <= _sched.TURN_AGE
+                and _get_ident() == _sched._hub_thread):
+            cache = px.cache
+            b = cache.popleft()
+            px.consumed += 1
+            _dirty.add(px)
+            if px.cap:
+                ahead = px.spec_asked + len(cache)
+                if ahead <= px.prefetch // 2 and not px.drained:
+                    ds = px.prefetch - ahead
+                    px.spec_asked += ds
+                    _to_home(w, px, [_wire.CH_DEMAND, px.cid, 0, ds])
+            return _wire.decode(b)
         v, ok = self._recv()
         if not ok:
             raise StopIteration
