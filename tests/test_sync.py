@@ -77,6 +77,7 @@ def test_the_articles_thousand_increments_spread_over_workers():
     total, per = mpgo.run(main, workers=2)
     assert total == 1000
     assert sum(per) == 1000
+    assert all(n > 0 for n in per), per          # the goroutines ran on both workers
 
 
 def test_try_lock_and_locked():

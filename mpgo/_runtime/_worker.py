@@ -291,12 +291,16 @@ class Worker(_sched.Hooks):
         goroutines never move between processes, so their placement is
         decided here: each goes to the least-loaded worker (load = goroutines
         queued or started there, W_NRUN), this one on ties. The first of a
-        burst stays here, so spawn-then-join stays local.
+        burst stays here, so spawn-then-join stays local. "The same
+        function" means the same code: closures made in a loop (Go's
+        ``go func() {...}()``) are one burst.
         """
         fn = g.fn
+        f = getattr(fn, "__func__", fn)          # a bound method: its function
+        key = getattr(f, "__code__", f)
         tick = _sched._tick
-        if fn is not self.burst_fn or tick != self.burst_tick or self.n == 1:
-            self.burst_fn = fn
+        if key is not self.burst_fn or tick != self.burst_tick or self.n == 1:
+            self.burst_fn = key
             self.burst_tick = tick
             return self.wid
         best, best_n = self.wid, load(self.off_nrun)

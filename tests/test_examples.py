@@ -1,0 +1,105 @@
+"""The README's main job (`python -m mpgo demo`) and every example, run as a
+user runs them: a fresh interpreter, real workers, checked output.
+
+(`examples/http_server.py` and `examples/parallel_queries.py` are exercised
+in test_net.py.)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+
+def _run(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    r = subprocess.run([sys.executable, *argv], capture_output=True, text=True,
+                       timeout=timeout, env=env, cwd=ROOT)
+    assert r.returncode == 0, f"exit {r.returncode}\n{r.stdout}\n{r.stderr}"
+    return r
+
+
+def _example(name: str, *args: str, timeout: float = 60) -> str:
+    return _run(str(EXAMPLES / name), *args, timeout=timeout).stdout
+
+
+def test_demo_prints_three_equal_counts_and_the_speedups():
+    out = _run("-m", "mpgo", "demo", "--limit", "60000", "--repeat", "1",
+               "--workers", "2").stdout
+    counts = re.findall(r"(\d+) primes", out)
+    assert len(counts) == 3 and len(set(counts)) == 1, out
+    assert int(counts[0]) == 6057                       # primes below 60,000
+    assert re.search(r"mpgo speedup: [\d.]+x over one core, [\d.]+x over ProcessPoolExecutor",
+                     out), out
+
+
+def test_demo_rejects_a_repeat_below_one():
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    r = subprocess.run([sys.executable, "-m", "mpgo", "demo", "--repeat", "0"],
+                       capture_output=True, text=True, timeout=30, env=env, cwd=ROOT)
+    assert r.returncode == 2 and "--repeat must be at least 1" in r.stderr, r.stderr
+
+
+def test_print_numbers_prints_0_to_9_while_main_sleeps():
+    assert _example("print_numbers.py").split() == [str(i) for i in range(10)]
+
+
+def test_producer_consumer_receives_every_value_in_order():
+    assert _example("producer_consumer.py").split() == [str(i) for i in range(10)]
+
+
+def test_counter_mutex_counts_exactly_1000_on_every_worker():
+    out = _example("counter_mutex.py")
+    lines = out.splitlines()
+    assert lines[0] == "1000", out
+    spread = eval(lines[1].split(":", 1)[1])            # {worker: increments}
+    assert sum(spread.values()) == 1000
+    assert len(spread) >= 2 and all(n > 0 for n in spread.values()), out
+
+
+def test_pipeline_sums_the_squares():
+    out = _example("pipeline.py", "20000")
+    assert f"= {sum(i * i for i in range(20000))} " in out, out
+
+
+def test_fan_out_fan_in_gets_every_result():
+    out = _example("fan_out_fan_in.py", "200")           # it asserts the results itself
+    assert out.startswith("200 jobs:") and "speedup" in out, out
+
+
+def test_primes_counts_and_prints_its_speedup():
+    out = _example("primes.py", "50000")
+    assert "5133 primes below 50,000" in out and "speedup" in out, out
+
+
+def test_timeout_select_answers_then_times_out():
+    out = _example("timeout_select.py")
+    assert "answer after" in out and "timed out after" in out, out
+
+
+def test_pool_first_error_stops_at_the_bad_record():
+    out = _example("pool_first_error.py", "200", "30")
+    assert "stopped at the first error: record 30" in out, out
+    assert "Canceled" in out, out
+
+
+def test_crawl_deadline_cuts_off_at_the_deadline():
+    out = _example("crawl_deadline.py", "0.5")
+    assert "DeadlineExceeded" in out and "finished:" in out, out
+
+
+@pytest.mark.parametrize("name, first, expected", [
+    ("deadlock_report.py", "mpgo.Deadlock raised", "all goroutines are asleep - deadlock!"),
+    ("crash_report.py", "mpgo.WorkerDied raised", "was killed by SIGKILL"),
+])
+def test_failure_report_examples_show_the_report(name, first, expected):
+    out = _example(name)
+    assert out.startswith(first) and expected in out, out
