@@ -36,6 +36,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <time.h>
 
 /* ======================================================================
  * 1. Arena
@@ -964,6 +965,253 @@ chan_iternext(PyObject *op)
     return v;
 }
 
+/* ----------------------------------------------------------------------
+ * Promoted channels (RemoteChan, mpgo/_runtime/_remote.py): the two
+ * per-value cases, in C. A send spends one credit the home granted
+ * (the value is encoded and queued in px.puts; the hub frames it later);
+ * a receive takes a value already delivered to px.cache. Everything else
+ * (no credit, an empty cache, a credit or prefetch request to make, a
+ * preemption or a hub turn due, another thread, a proxy of an older run)
+ * goes to the Python method, which holds the whole protocol.
+ * px is the channel's `_r` (a _remote._Px); its fields are read by name.
+ * ---------------------------------------------------------------------- */
+
+static PyObject *rc_dirty = NULL;        /* _remote._dirty (a set) */
+static PyObject *rc_encode = NULL;       /* _wire.encode */
+static PyObject *rc_decode = NULL;       /* _wire.decode */
+static PyObject *rc_sched_dict = NULL;   /* _sched.__dict__ (_last_turn, TURN_AGE) */
+static long long rc_run = -1;            /* the worker's current run */
+static PyObject *s_run, *s_closed_seen, *s_credits, *s_want_sent, *s_grant, *s_puts,
+                *s_cache, *s_cap, *s_spec_asked, *s_prefetch, *s_drained, *s_consumed,
+                *s_last_turn, *s_turn_age, *s_rsend_slow, *s_rrecv_slow, *s_rnext_slow;
+
+PyDoc_STRVAR(set_remote_doc,
+"set_remote(dirty, encode, decode, sched_dict, run, /)\n--\n\n"
+"What the promoted-channel fast paths need; run is the worker's current run.");
+
+static PyObject *
+sp_set_remote(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    long long run;
+    CHECK_NARGS("set_remote", 5);
+    if (!PyAnySet_Check(args[0]) || !PyDict_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "set_remote: dirty must be a set, sched_dict a dict");
+        return NULL;
+    }
+    run = PyLong_AsLongLong(args[4]);
+    if (run == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_XSETREF(rc_dirty, Py_NewRef(args[0]));
+    Py_XSETREF(rc_encode, Py_NewRef(args[1]));
+    Py_XSETREF(rc_decode, Py_NewRef(args[2]));
+    Py_XSETREF(rc_sched_dict, Py_NewRef(args[3]));
+    rc_run = run;
+    Py_RETURN_NONE;
+}
+
+/* An int field of px as a C long long; -1 with an exception on failure. */
+static int
+px_ll(PyObject *px, PyObject *name, long long *out)
+{
+    PyObject *o = PyObject_GetAttr(px, name);
+    if (o == NULL) {
+        return -1;
+    }
+    *out = PyLong_AsLongLong(o);
+    Py_DECREF(o);
+    return (*out == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+/* A bool field of px: 1, 0, or -1 with an exception. */
+static int
+px_bool(PyObject *px, PyObject *name)
+{
+    PyObject *o = PyObject_GetAttr(px, name);
+    int r;
+    if (o == NULL) {
+        return -1;
+    }
+    r = PyObject_IsTrue(o);
+    Py_DECREF(o);
+    return r;
+}
+
+static int
+px_set_ll(PyObject *px, PyObject *name, long long v)
+{
+    PyObject *o = PyLong_FromLongLong(v);
+    int r;
+    if (o == NULL) {
+        return -1;
+    }
+    r = PyObject_SetAttr(px, name, o);
+    Py_DECREF(o);
+    return r;
+}
+
+/* The proxy when the fast path may run: on the hub thread, no preemption
+ * request, a hub turn not overdue (RemoteChan's TURN_AGE rule), a proxy of
+ * this run. NULL (no exception) to go slow; borrowed reference. */
+static PyObject *
+rc_px(ChanObject *self)
+{
+    PyObject *px = self->r, *lt, *age;
+    long long run;
+    struct timespec ts;
+    if (chan_thread == 0 || preempt_req || rc_sched_dict == NULL || px == NULL
+            || px == Py_None || PyThread_get_thread_ident() != chan_thread) {
+        return NULL;
+    }
+    lt = PyDict_GetItemWithError(rc_sched_dict, s_last_turn);
+    age = lt != NULL ? PyDict_GetItemWithError(rc_sched_dict, s_turn_age) : NULL;
+    if (lt == NULL || age == NULL || !PyFloat_Check(lt) || !PyFloat_Check(age)) {
+        return NULL;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &ts);     /* time.monotonic()'s clock */
+    if ((double)ts.tv_sec + ts.tv_nsec * 1e-9 - PyFloat_AS_DOUBLE(lt) > PyFloat_AS_DOUBLE(age)) {
+        return NULL;
+    }
+    if (px_ll(px, s_run, &run) < 0) {
+        return NULL;
+    }
+    return run == rc_run ? px : NULL;
+}
+
+static PyObject *
+chan_rc_send(PyObject *op, PyObject *v)
+{
+    PyObject *px = rc_px((ChanObject *)op);
+    PyObject *b, *puts;
+    long long credits, grant;
+    int closed, want_sent;
+    if (px == NULL) {
+        goto slow;
+    }
+    if ((closed = px_bool(px, s_closed_seen)) != 0
+            || px_ll(px, s_credits, &credits) < 0 || credits <= 0
+            || (want_sent = px_bool(px, s_want_sent)) < 0
+            || px_ll(px, s_grant, &grant) < 0
+            || (!want_sent && credits - 1 <= grant / 2)) {   /* a CH_WANT to send */
+        goto slow;
+    }
+    b = PyObject_CallOneArg(rc_encode, v);   /* TypeError here: nothing touched */
+    if (b == NULL) {
+        return NULL;
+    }
+    puts = PyObject_GetAttr(px, s_puts);
+    if (puts == NULL || !PyList_Check(puts) || px_set_ll(px, s_credits, credits - 1) < 0
+            || PyList_Append(puts, b) < 0 || PySet_Add(rc_dirty, px) < 0) {
+        Py_XDECREF(puts);
+        Py_DECREF(b);
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_SystemError, "RemoteChan fast send: px.puts is not a list");
+        }
+        return NULL;
+    }
+    Py_DECREF(puts);
+    Py_DECREF(b);
+    Py_RETURN_NONE;
+slow:
+    if (PyErr_Occurred()) {
+        PyErr_Clear();            /* a field we could not read: Python decides */
+    }
+    return PyObject_CallMethodOneArg(op, s_rsend_slow, v);
+}
+
+/* A value from px.cache, decoded; NULL without an exception to go slow. */
+static PyObject *
+rc_take(ChanObject *self)
+{
+    PyObject *px = rc_px(self);
+    PyObject *cache, *b, *v;
+    Py_ssize_t n;
+    long long cap, consumed;
+    if (px == NULL) {
+        return NULL;
+    }
+    cache = PyObject_GetAttr(px, s_cache);
+    if (cache == NULL) {
+        return NULL;
+    }
+    n = PyObject_Length(cache);
+    if (n <= 0 || px_ll(px, s_cap, &cap) < 0) {
+        Py_DECREF(cache);
+        return NULL;
+    }
+    if (cap) {
+        /* _recv asks for more once what is cached or asked is down to half
+         * the prefetch window: leave that value to it */
+        long long spec, prefetch;
+        int drained = px_bool(px, s_drained);
+        if (drained < 0 || px_ll(px, s_spec_asked, &spec) < 0
+                || px_ll(px, s_prefetch, &prefetch) < 0
+                || (spec + (n - 1) <= prefetch / 2 && !drained)) {
+            Py_DECREF(cache);
+            return NULL;
+        }
+    }
+    if (px_ll(px, s_consumed, &consumed) < 0) {
+        Py_DECREF(cache);
+        return NULL;
+    }
+    b = PyObject_CallOneArg(deque_popleft, cache);
+    Py_DECREF(cache);
+    if (b == NULL || px_set_ll(px, s_consumed, consumed + 1) < 0
+            || PySet_Add(rc_dirty, px) < 0) {
+        Py_XDECREF(b);
+        return NULL;              /* an exception: the value is lost only if popleft failed */
+    }
+    v = PyObject_CallOneArg(rc_decode, b);
+    Py_DECREF(b);
+    return v;                     /* an unpickling error propagates, as in _recv */
+}
+
+/* 1: took a value into *out; 0: go slow; -1: exception. */
+static int
+rc_try(ChanObject *self, PyObject **out)
+{
+    int had = PyErr_Occurred() != NULL;
+    PyObject *v = rc_take(self);
+    if (v != NULL) {
+        *out = v;
+        return 1;
+    }
+    if (!had && PyErr_Occurred()) {
+        /* exceptions from decode are the user's; the field reads never fail
+         * on a healthy proxy, and if they do, Python's path decides */
+        if (PyErr_ExceptionMatches(PyExc_AttributeError)
+                || PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            PyErr_Clear();
+            return 0;
+        }
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+chan_rc_recv(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *v;
+    int r = rc_try((ChanObject *)op, &v);
+    if (r) {
+        return r > 0 ? v : NULL;
+    }
+    return PyObject_CallMethodNoArgs(op, s_rrecv_slow);
+}
+
+static PyObject *
+chan_rc_next(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *v;
+    int r = rc_try((ChanObject *)op, &v);
+    if (r) {
+        return r > 0 ? v : NULL;
+    }
+    return PyObject_CallMethodNoArgs(op, s_rnext_slow);
+}
+
 static PyMethodDef chan_methods[] = {
     {"send", (PyCFunction)chan_send, METH_O,
      "send(v): buffered fast path in C, else _send_slow."},
@@ -971,6 +1219,12 @@ static PyMethodDef chan_methods[] = {
      "recv(): buffered fast path in C, else _recv_slow."},
     {"recv_ok", (PyCFunction)chan_recv_ok, METH_NOARGS,
      "recv_ok(): buffered fast path in C, else _recv_slow."},
+    {"_rc_send", (PyCFunction)chan_rc_send, METH_O,
+     "RemoteChan.send: a credited send in C, else _rsend_slow."},
+    {"_rc_recv", (PyCFunction)chan_rc_recv, METH_NOARGS,
+     "RemoteChan.recv: a cached value in C, else _rrecv_slow."},
+    {"_rc_next", (PyCFunction)chan_rc_next, METH_NOARGS,
+     "RemoteChan.__next__: a cached value in C, else _rnext_slow."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1024,6 +1278,15 @@ chan_module_init(PyObject *m)
     str_value = PyUnicode_InternFromString("value");
     str_status = PyUnicode_InternFromString("status");
     int_runnable = PyLong_FromLong(1);       /* _sched.RUNNABLE */
+#define INTERN(var, text) if ((var = PyUnicode_InternFromString(text)) == NULL) return -1
+    INTERN(s_run, "run"); INTERN(s_closed_seen, "closed_seen"); INTERN(s_credits, "credits");
+    INTERN(s_want_sent, "want_sent"); INTERN(s_grant, "grant"); INTERN(s_puts, "puts");
+    INTERN(s_cache, "cache"); INTERN(s_cap, "cap"); INTERN(s_spec_asked, "spec_asked");
+    INTERN(s_prefetch, "prefetch"); INTERN(s_drained, "drained"); INTERN(s_consumed, "consumed");
+    INTERN(s_last_turn, "_last_turn"); INTERN(s_turn_age, "TURN_AGE");
+    INTERN(s_rsend_slow, "_rsend_slow"); INTERN(s_rrecv_slow, "_rrecv_slow");
+    INTERN(s_rnext_slow, "_rnext_slow");
+#undef INTERN
     if (deque_append == NULL || deque_popleft == NULL || str_send_slow == NULL
             || str_recv_slow == NULL || str_ok == NULL || str_value == NULL
             || str_status == NULL || int_runnable == NULL) {
@@ -1061,6 +1324,7 @@ static PyMethodDef sp_methods[] = {
     FASTCALL("set_thread", sp_set_thread, set_thread_doc),
     FASTCALL("set_preempt", sp_set_preempt, set_preempt_doc),
     FASTCALL("set_sched", sp_set_sched, set_sched_doc),
+    FASTCALL("set_remote", sp_set_remote, set_remote_doc),
     {NULL, NULL, 0, NULL},
 };
 

@@ -393,7 +393,8 @@ class _Default:
 
 default = _Default()
 
-_KINDS = {"recv": RECV, "recv_ok": RECV_OK, "send": SEND}
+# (the C fast paths of a promoted channel's send and recv are named _rc_*)
+_KINDS = {"recv": RECV, "recv_ok": RECV_OK, "send": SEND, "_rc_recv": RECV, "_rc_send": SEND}
 
 
 def _case_of(c: Any) -> tuple[int, Any] | None:

@@ -30,7 +30,7 @@ import weakref
 from _thread import get_ident as _get_ident
 from collections import deque
 from time import monotonic as _monotonic
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._core import _chan, _sched
 from .._core._chan import RECV_OK, SEND, Chan
@@ -158,7 +158,7 @@ class RemoteChan(Chan):
             px = _open(self, w, 0)
         return px
 
-    def send(self, v: Any) -> None:
+    def _rsend_slow(self, v: Any) -> None:
         if _sched._preempt or _monotonic() - _sched._last_turn > _sched.TURN_AGE:
             _sched.preempt_point()
         px = self._r                      # _px() inlined, as in _recv
@@ -241,7 +241,7 @@ class RemoteChan(Chan):
     def _send_slow(self, v: Any) -> None:
         self.send(v)
 
-    def recv(self) -> Any:
+    def _rrecv_slow(self) -> Any:
         return self._recv()[0]
 
     def recv_ok(self) -> tuple[Any, bool]:
@@ -250,7 +250,7 @@ class RemoteChan(Chan):
     def __iter__(self) -> Any:
         return self
 
-    def __next__(self) -> Any:
+    def _rnext_slow(self) -> Any:
         # the cached-value case of _recv, without its tuple (per value in a for loop)
         px = self._r
         w = _worker.W
@@ -273,6 +273,13 @@ class RemoteChan(Chan):
         if not ok:
             raise StopIteration
         return v
+
+    # Without the C accelerator these are the operations; with it, its
+    # per-value cases (a credited send, a cached value) run first and call
+    # these for everything else (see the end of this module).
+    send = _rsend_slow
+    recv = _rrecv_slow
+    __next__ = _rnext_slow
 
     def close(self) -> None:
         px = self._px()
@@ -762,6 +769,8 @@ def _on_run_start() -> None:
     _dirty.clear()
     w = _worker.W
     if w is not None:
+        if _set_remote is not None:
+            _set_remote(_dirty, _wire.encode, _wire.decode, vars(_sched), w.run)
         w.link.pre_flush = _pre_flush
         w.link.pre_pending = _pre_pending
         w.chome = Home(w.wid, _home_out)
@@ -792,3 +801,19 @@ def install(w: Any) -> None:
 
 
 _worker.ON_WORKER_START.append(install)
+
+
+# The C fast paths of RemoteChan (mpgo/_speedups.c, "Promoted channels").
+_C_PATHS = False
+_set_remote: Any = None
+if not TYPE_CHECKING:
+    try:
+        from .. import _speedups as _sp
+        _C_PATHS = hasattr(_sp.ChanBase, "_rc_send") and issubclass(RemoteChan, _sp.ChanBase)
+    except ImportError:
+        pass
+    if _C_PATHS:
+        RemoteChan.send = _sp.ChanBase._rc_send
+        RemoteChan.recv = _sp.ChanBase._rc_recv
+        RemoteChan.__next__ = _sp.ChanBase._rc_next
+        _set_remote = _sp.set_remote
