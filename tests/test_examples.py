@@ -103,3 +103,51 @@ def test_crawl_deadline_cuts_off_at_the_deadline():
 def test_failure_report_examples_show_the_report(name, first, expected):
     out = _example(name)
     assert out.startswith(first) and expected in out, out
+
+
+_NO_C = '''
+import sys
+sys.modules["mpgo._speedups"] = None          # as if no C compiler had been there
+import mpgo
+from mpgo._core import _chan
+from mpgo._runtime import _remote
+from mpgo._runtime._goroutine import go_on
+from mpgo._transport import _atomic
+assert not _remote._C_PATHS and _chan._ChanBase is _chan._ChanBasePy
+assert _atomic.IMPLEMENTATION == "semaphores"
+
+def consume(ch, out):
+    out.send((sum(ch), mpgo.worker_id()))
+
+def bump(mu, n, k):
+    for _ in range(k):
+        with mu:
+            n.store(n.load() + 1)
+
+def main():
+    res = []
+    for cap in (0, 64):
+        ch, out = mpgo.Chan(cap), mpgo.Chan()
+        go_on(1, consume, ch, out)
+        for i in range(2000):
+            ch.send(i)
+        ch.close()
+        res.append(out.recv())
+    local = mpgo.Chan()
+    mpgo.go_local(lambda: [local.send(i) for i in range(100)] and local.close())
+    res.append(sum(local))
+    mu, n = mpgo.Mutex(), mpgo.AtomicInt()
+    for g in [mpgo.go(bump, mu, n, 500) for _ in range(4)]:
+        g.join()
+    res.append(n.load())
+    return res
+
+print(mpgo.run(main, workers=2))
+'''
+
+
+def test_everything_works_without_the_c_accelerator():
+    # README: "a C compiler is optional"; the pure-Python paths must hold the
+    # same semantics (channels local and across workers, locks, atomics).
+    out = _run("-c", _NO_C).stdout
+    assert out.strip() == str([(1999000, 1), (1999000, 1), 4950, 2000]), out
