@@ -103,9 +103,14 @@ class Link:
         if not self.lock.acquire(blocking):
             return 0
         try:
+            q = self.queue
+            n_before = len(q)
             if self.pre_flush is not None:
                 self.pre_flush(blocking)
-            q = self.queue
+            # Destinations of what pre_flush framed (credited sends, consumption)
+            # get their message first: a send that returned before, say, its
+            # goroutine's RESULT left should reach its home first (§6.4).
+            early = {d for d, _ in list(q)[n_before:]} if len(q) > n_before else None
             by_dst: dict[int, list[Any]] = {}
             for _ in range(len(q)):
                 try:
@@ -118,7 +123,10 @@ class Link:
                 else:
                     lst.append(frame)
             n = 0
-            for dst, frames in by_dst.items():
+            items = list(by_dst.items())
+            if early and len(items) > 1:
+                items.sort(key=lambda it: it[0] not in early)     # stable: early ones first
+            for dst, frames in items:
                 if dst == self.me:           # to ourselves: no socket (pair-mode homes)
                     self.local.extend(frames)
                     continue
