@@ -55,6 +55,13 @@ def threading_uncontended(n: int) -> float:
     return _pairs(lock.acquire, lock.release, n)
 
 
+def floor_uncontended(n: int) -> float:
+    """The same loop calling a builtin method that does nothing (an empty
+    dict's clear) twice: what any lock pays to be called from Python."""
+    noop = {}.clear
+    return _pairs(noop, noop, n)
+
+
 # -- 2 workers × n operations --------------------------------------------------
 
 def _locked_incr(mu, ctr, n: int) -> None:
@@ -175,6 +182,7 @@ def workload(cfg: Config) -> Workload:
         Case("mpgo_unc", "w8_sync:mpgo_uncontended", {"n": n_pairs}),
         Case("mp_unc", "w8_sync:mp_uncontended", {"n": n_pairs}),
         Case("th_unc", "w8_sync:threading_uncontended", {"n": n_pairs}),
+        Case("floor_unc", "w8_sync:floor_uncontended", {"n": n_pairs}),
         Case("mpgo_locked", "w8_sync:mpgo_two", {"n": n_locked, "kind": "locked"}),
         Case("mp_locked", "w8_sync:mp_value", {"n": n_locked}),
         Case("posix_locked", "w8_sync:posix_ipc_sem", {"n": n_locked}),
@@ -185,6 +193,7 @@ def workload(cfg: Config) -> Workload:
     unc = Table(
         f"uncontended lock/unlock, {n_pairs:,} pairs", "ns/pair", higher_better=False,
         rows=[Row(mpl, "mp_unc"), Row("threading.Lock", "th_unc"),
+              Row("floor: the same loop calling {}.clear twice", "floor_unc"),
               Row("mpgo.Mutex", "mpgo_unc", target=vs(mpl, 2))],
         refs=[("× multiprocessing.Lock", [mpl])],
     )
