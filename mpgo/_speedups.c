@@ -1052,7 +1052,8 @@ px_set_ll(PyObject *px, PyObject *name, long long v)
 
 /* The proxy when the fast path may run: on the hub thread, no preemption
  * request, a hub turn not overdue (RemoteChan's TURN_AGE rule), a proxy of
- * this run. NULL (no exception) to go slow; borrowed reference. */
+ * this run. NULL (no exception) to go slow. Borrowed from the channel: valid
+ * until Python code runs (callers take a reference before that). */
 static PyObject *
 rc_px(ChanObject *self)
 {
@@ -1095,8 +1096,11 @@ chan_rc_send(PyObject *op, PyObject *v)
             || (!want_sent && credits - 1 <= grant / 2)) {   /* a CH_WANT to send */
         goto slow;
     }
+    /* encode may run user code (pickling): hold px, the channel's _r could change */
+    Py_INCREF(px);
     b = PyObject_CallOneArg(rc_encode, v);   /* TypeError here: nothing touched */
     if (b == NULL) {
+        Py_DECREF(px);
         return NULL;
     }
     puts = PyObject_GetAttr(px, s_puts);
@@ -1104,6 +1108,7 @@ chan_rc_send(PyObject *op, PyObject *v)
             || PyList_Append(puts, b) < 0 || PySet_Add(rc_dirty, px) < 0) {
         Py_XDECREF(puts);
         Py_DECREF(b);
+        Py_DECREF(px);
         if (!PyErr_Occurred()) {
             PyErr_SetString(PyExc_SystemError, "RemoteChan fast send: px.puts is not a list");
         }
@@ -1111,6 +1116,7 @@ chan_rc_send(PyObject *op, PyObject *v)
     }
     Py_DECREF(puts);
     Py_DECREF(b);
+    Py_DECREF(px);
     Py_RETURN_NONE;
 slow:
     if (PyErr_Occurred()) {
