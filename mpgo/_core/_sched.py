@@ -326,6 +326,8 @@ def park(reason: str) -> Any:
         raise RuntimeError("mpgo: park outside a goroutine")
     if _killing:
         raise _KilledError("mpgo: the run ended; this goroutine cannot park any more")
+    if _preempt:
+        _clear_preempt()            # parking is the yield the request asked for
     g.status = WAITING
     g.reason = reason
     g.since = _monotonic()
@@ -358,6 +360,13 @@ def request_preempt() -> None:
     _preempt = True
     for setter in PREEMPT_SETTERS:
         setter(1)
+
+
+def _clear_preempt() -> None:
+    global _preempt
+    _preempt = False
+    for setter in PREEMPT_SETTERS:
+        setter(0)
 
 
 def preempt_point() -> None:

@@ -159,12 +159,15 @@ class RemoteChan(Chan):
         return px
 
     def _rsend_slow(self, v: Any) -> None:
-        if _sched._preempt or _monotonic() - _sched._last_turn > _sched.TURN_AGE:
-            _sched.preempt_point()
         px = self._r                      # _px() inlined, as in _recv
         w = _worker.W
         if px is None or w is None or px.run != w.run or _get_ident() != _sched._hub_thread:
             px = self._px()
+        if px.credits > 0 and (_sched._preempt
+                               or _monotonic() - _sched._last_turn > _sched.TURN_AGE):
+            # A send on credit does not park: the goroutine yields first, so
+            # that the hub gets its turn (a send that parks yields anyway).
+            _sched.preempt_point()
         if px.closed_seen:
             raise ClosedChannelError("send on closed channel")
         b = _wire.encode(v)
@@ -191,8 +194,6 @@ class RemoteChan(Chan):
             px.credits += credit        # the broker used one of our in-flight credits
 
     def _recv(self) -> tuple[Any, bool]:
-        if _sched._preempt or _monotonic() - _sched._last_turn > _sched.TURN_AGE:
-            _sched.preempt_point()
         # _px() inlined for the common case (per received value); anything
         # unusual (no proxy yet, a new run, a foreign thread) takes _px()
         px = self._r
@@ -200,6 +201,11 @@ class RemoteChan(Chan):
         if px is None or w is None or px.run != w.run or _get_ident() != _sched._hub_thread:
             px = self._px()
         cache = px.cache
+        if cache and (_sched._preempt or _monotonic() - _sched._last_turn > _sched.TURN_AGE):
+            # A cached value means no park: yield first for the hub's turn (a
+            # receive that parks yields anyway). The cache may be recalled
+            # meanwhile: it is looked at again below.
+            _sched.preempt_point()
         if cache:
             b = cache.popleft()
             px.consumed += 1
