@@ -895,6 +895,19 @@ chan_take(ChanObject *self)
     return NULL;
 }
 
+/* op._recv_slow(), checked to be a (value, ok) pair; NULL with an exception. */
+static PyObject *
+recv_slow_pair(PyObject *op)
+{
+    PyObject *pair = PyObject_CallMethodNoArgs(op, str_recv_slow);
+    if (pair != NULL && (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2)) {
+        Py_DECREF(pair);
+        PyErr_SetString(PyExc_SystemError, "_recv_slow must return (value, ok)");
+        return NULL;
+    }
+    return pair;
+}
+
 static PyObject *
 chan_recv(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
@@ -903,13 +916,8 @@ chan_recv(PyObject *op, PyObject *Py_UNUSED(ignored))
     if (v != NULL || PyErr_Occurred()) {
         return v;
     }
-    pair = PyObject_CallMethodNoArgs(op, str_recv_slow);
+    pair = recv_slow_pair(op);
     if (pair == NULL) {
-        return NULL;
-    }
-    if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
-        Py_DECREF(pair);
-        PyErr_SetString(PyExc_SystemError, "_recv_slow must return (value, ok)");
         return NULL;
     }
     v = Py_NewRef(PyTuple_GET_ITEM(pair, 0));
@@ -946,13 +954,8 @@ chan_iternext(PyObject *op)
     if (v != NULL || PyErr_Occurred()) {
         return v;
     }
-    pair = PyObject_CallMethodNoArgs(op, str_recv_slow);
+    pair = recv_slow_pair(op);
     if (pair == NULL) {
-        return NULL;
-    }
-    if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
-        Py_DECREF(pair);
-        PyErr_SetString(PyExc_SystemError, "_recv_slow must return (value, ok)");
         return NULL;
     }
     ok = PyTuple_GET_ITEM(pair, 1);
@@ -1173,49 +1176,37 @@ rc_take(ChanObject *self)
     return v;                     /* an unpickling error propagates, as in _recv */
 }
 
-/* 1: took a value into *out; 0: go slow; -1: exception. */
-static int
-rc_try(ChanObject *self, PyObject **out)
+/* A cached value (decoded), else the Python method `slow` of op. Exceptions
+ * from decoding are the user's; a proxy field that cannot be read (never on a
+ * healthy proxy) leaves the decision to Python. */
+static PyObject *
+rc_take_or(PyObject *op, PyObject *slow)
 {
     int had = PyErr_Occurred() != NULL;
-    PyObject *v = rc_take(self);
+    PyObject *v = rc_take((ChanObject *)op);
     if (v != NULL) {
-        *out = v;
-        return 1;
+        return v;
     }
     if (!had && PyErr_Occurred()) {
-        /* exceptions from decode are the user's; the field reads never fail
-         * on a healthy proxy, and if they do, Python's path decides */
-        if (PyErr_ExceptionMatches(PyExc_AttributeError)
-                || PyErr_ExceptionMatches(PyExc_OverflowError)) {
-            PyErr_Clear();
-            return 0;
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)
+                && !PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            return NULL;
         }
-        return -1;
+        PyErr_Clear();
     }
-    return 0;
+    return PyObject_CallMethodNoArgs(op, slow);
 }
 
 static PyObject *
 chan_rc_recv(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
-    PyObject *v;
-    int r = rc_try((ChanObject *)op, &v);
-    if (r) {
-        return r > 0 ? v : NULL;
-    }
-    return PyObject_CallMethodNoArgs(op, s_rrecv_slow);
+    return rc_take_or(op, s_rrecv_slow);
 }
 
 static PyObject *
 chan_rc_next(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
-    PyObject *v;
-    int r = rc_try((ChanObject *)op, &v);
-    if (r) {
-        return r > 0 ? v : NULL;
-    }
-    return PyObject_CallMethodNoArgs(op, s_rnext_slow);
+    return rc_take_or(op, s_rnext_slow);
 }
 
 static PyMethodDef chan_methods[] = {

@@ -373,10 +373,7 @@ def preempt_point() -> None:
     """Honour a pending preemption request: yield once. Called at the start of
     channel operations (their state is untouched yet, so a yield here is the
     same as the user calling gosched() just before)."""
-    global _preempt
-    _preempt = False
-    for setter in PREEMPT_SETTERS:
-        setter(0)
+    _clear_preempt()
     g = _cur
     if g is not None and g.status == RUNNING and get_ident() == _hub_thread:
         gosched()

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import time
 import weakref
-from _thread import get_ident as _get_ident
 from collections import deque
 from time import monotonic as _monotonic
 from typing import TYPE_CHECKING, Any
@@ -159,10 +158,7 @@ class RemoteChan(Chan):
         return px
 
     def _rsend_slow(self, v: Any) -> None:
-        px = self._r                      # _px() inlined, as in _recv
-        w = _worker.W
-        if px is None or w is None or px.run != w.run or _get_ident() != _sched._hub_thread:
-            px = self._px()
+        px = self._px()
         if px.credits > 0 and (_sched._preempt
                                or _monotonic() - _sched._last_turn > _sched.TURN_AGE):
             # A send on credit does not park: the goroutine yields first, so
@@ -194,12 +190,7 @@ class RemoteChan(Chan):
             px.credits += credit        # the broker used one of our in-flight credits
 
     def _recv(self) -> tuple[Any, bool]:
-        # _px() inlined for the common case (per received value); anything
-        # unusual (no proxy yet, a new run, a foreign thread) takes _px()
-        px = self._r
-        w = _worker.W
-        if px is None or w is None or px.run != w.run or _get_ident() != _sched._hub_thread:
-            px = self._px()
+        px = self._px()
         cache = px.cache
         if cache and (_sched._preempt or _monotonic() - _sched._last_turn > _sched.TURN_AGE):
             # A cached value means no park: yield first for the hub's turn (a
@@ -222,7 +213,7 @@ class RemoteChan(Chan):
         w = _worker.W
         assert w is not None
         g = _sched._cur
-        px.recvq.append(g)
+        px.recvq.append(g)  # type: ignore[arg-type]
         g.waitq = px.recvq  # type: ignore[union-attr]
         _move_now(w, px)                 # report consumption before parking
         need = len(px.recvq) - px.asked
@@ -257,24 +248,6 @@ class RemoteChan(Chan):
         return self
 
     def _rnext_slow(self) -> Any:
-        # the cached-value case of _recv, without its tuple (per value in a for loop)
-        px = self._r
-        w = _worker.W
-        if (px is not None and px.cache and w is not None and px.run == w.run
-                and not _sched._preempt
-                and _monotonic() - _sched._last_turn <= _sched.TURN_AGE
-                and _get_ident() == _sched._hub_thread):
-            cache = px.cache
-            b = cache.popleft()
-            px.consumed += 1
-            _dirty.add(px)
-            if px.cap:
-                ahead = px.spec_asked + len(cache)
-                if ahead <= px.prefetch // 2 and not px.drained:
-                    ds = px.prefetch - ahead
-                    px.spec_asked += ds
-                    _to_home(w, px, [_wire.CH_DEMAND, px.cid, 0, ds])
-            return _wire.decode(b)
         v, ok = self._recv()
         if not ok:
             raise StopIteration
