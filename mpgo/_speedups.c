@@ -969,6 +969,277 @@ chan_iternext(PyObject *op)
 }
 
 /* ----------------------------------------------------------------------
+ * Values on the wire (mpgo/_transport/_wire.py): the scalar cases in C.
+ * wire_encode gives the bytes msgpack's Packer(use_bin_type=True,
+ * strict_types=True) gives for an exact int (64-bit), float, bool, None,
+ * str or bytes up to WIRE_SMALL bytes; wire_decode reads one such item
+ * back. Everything else (containers, pickled values, big or odd values,
+ * invalid UTF-8) goes to the Python functions set with set_wire, which hold
+ * the whole format and its errors.
+ * ---------------------------------------------------------------------- */
+
+#define WIRE_SMALL (1 << 20)
+static PyObject *wire_encode_py = NULL;   /* _wire._encode_py */
+static PyObject *wire_decode_py = NULL;   /* _wire._decode_py */
+
+static void
+put_be(unsigned char *p, uint64_t v, int n)
+{
+    for (int i = n - 1; i >= 0; i--) {
+        p[i] = (unsigned char)(v & 0xff);
+        v >>= 8;
+    }
+}
+
+static uint64_t
+get_be(const unsigned char *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++) {
+        v = (v << 8) | p[i];
+    }
+    return v;
+}
+
+/* New bytes for v, or NULL without an exception when v is not a scalar
+ * handled here (NULL with one only on memory errors). */
+static PyObject *
+wire_encode_scalar(PyObject *v)
+{
+    unsigned char hdr[9];
+    int hn;
+    PyTypeObject *t = Py_TYPE(v);
+    if (t == &PyLong_Type) {
+        int overflow;
+        long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (overflow > 0) {
+            unsigned long long u = PyLong_AsUnsignedLongLong(v);
+            if (u == (unsigned long long)-1 && PyErr_Occurred()) {
+                PyErr_Clear();
+                return NULL;
+            }
+            hdr[0] = 0xcf;
+            put_be(hdr + 1, u, 8);
+            hn = 9;
+        } else if (overflow < 0 || (x == -1 && PyErr_Occurred())) {
+            PyErr_Clear();
+            return NULL;
+        } else if (x >= 0) {
+            if (x < 128) { hdr[0] = (unsigned char)x; hn = 1; }
+            else if (x < 256) { hdr[0] = 0xcc; hdr[1] = (unsigned char)x; hn = 2; }
+            else if (x < 65536) { hdr[0] = 0xcd; put_be(hdr + 1, (uint64_t)x, 2); hn = 3; }
+            else if (x < 4294967296LL) { hdr[0] = 0xce; put_be(hdr + 1, (uint64_t)x, 4); hn = 5; }
+            else { hdr[0] = 0xcf; put_be(hdr + 1, (uint64_t)x, 8); hn = 9; }
+        } else {
+            if (x >= -32) { hdr[0] = (unsigned char)(x & 0xff); hn = 1; }
+            else if (x >= -128) { hdr[0] = 0xd0; hdr[1] = (unsigned char)(x & 0xff); hn = 2; }
+            else if (x >= -32768) { hdr[0] = 0xd1; put_be(hdr + 1, (uint64_t)x, 2); hn = 3; }
+            else if (x >= -2147483648LL) { hdr[0] = 0xd2; put_be(hdr + 1, (uint64_t)x, 4); hn = 5; }
+            else { hdr[0] = 0xd3; put_be(hdr + 1, (uint64_t)x, 8); hn = 9; }
+        }
+        return PyBytes_FromStringAndSize((const char *)hdr, hn);
+    }
+    if (t == &PyFloat_Type) {
+        union { double d; uint64_t u; } cv;
+        cv.d = PyFloat_AS_DOUBLE(v);
+        hdr[0] = 0xcb;
+        put_be(hdr + 1, cv.u, 8);
+        return PyBytes_FromStringAndSize((const char *)hdr, 9);
+    }
+    if (v == Py_None || v == Py_True || v == Py_False) {
+        hdr[0] = v == Py_None ? 0xc0 : v == Py_True ? 0xc3 : 0xc2;
+        return PyBytes_FromStringAndSize((const char *)hdr, 1);
+    }
+    if (t == &PyUnicode_Type || t == &PyBytes_Type) {
+        const char *data;
+        Py_ssize_t n;
+        PyObject *out;
+        if (t == &PyUnicode_Type) {
+            data = PyUnicode_AsUTF8AndSize(v, &n);
+            if (data == NULL) {             /* surrogates: msgpack's error, in Python */
+                PyErr_Clear();
+                return NULL;
+            }
+            if (n < 32) { hdr[0] = (unsigned char)(0xa0 | n); hn = 1; }
+            else if (n < 256) { hdr[0] = 0xd9; hdr[1] = (unsigned char)n; hn = 2; }
+            else if (n < 65536) { hdr[0] = 0xda; put_be(hdr + 1, (uint64_t)n, 2); hn = 3; }
+            else { hdr[0] = 0xdb; put_be(hdr + 1, (uint64_t)n, 4); hn = 5; }
+        } else {
+            data = PyBytes_AS_STRING(v);
+            n = PyBytes_GET_SIZE(v);
+            if (n < 256) { hdr[0] = 0xc4; hdr[1] = (unsigned char)n; hn = 2; }
+            else if (n < 65536) { hdr[0] = 0xc5; put_be(hdr + 1, (uint64_t)n, 2); hn = 3; }
+            else { hdr[0] = 0xc6; put_be(hdr + 1, (uint64_t)n, 4); hn = 5; }
+        }
+        if (n > WIRE_SMALL) {
+            return NULL;                    /* the size limit lives in Python */
+        }
+        out = PyBytes_FromStringAndSize(NULL, hn + n);
+        if (out != NULL) {
+            memcpy(PyBytes_AS_STRING(out), hdr, hn);
+            memcpy(PyBytes_AS_STRING(out) + hn, data, n);
+        }
+        return out;
+    }
+    return NULL;
+}
+
+/* The value of b when it is exactly one scalar item written as above (any
+ * width msgpack allows); NULL without an exception otherwise. */
+static PyObject *
+wire_decode_scalar(PyObject *b)
+{
+    const unsigned char *p;
+    Py_ssize_t n;
+    unsigned char c;
+    if (!PyBytes_CheckExact(b)) {
+        return NULL;
+    }
+    p = (const unsigned char *)PyBytes_AS_STRING(b);
+    n = PyBytes_GET_SIZE(b);
+    if (n < 1) {
+        return NULL;
+    }
+    c = p[0];
+    if (c < 0x80) {
+        return n == 1 ? PyLong_FromLong(c) : NULL;
+    }
+    if (c >= 0xe0) {
+        return n == 1 ? PyLong_FromLong((long)(signed char)c) : NULL;
+    }
+    if (c >= 0xa0 && c < 0xc0) {            /* fixstr */
+        Py_ssize_t len = c & 0x1f;
+        PyObject *s;
+        if (n != 1 + len) {
+            return NULL;
+        }
+        s = PyUnicode_DecodeUTF8((const char *)p + 1, len, NULL);
+        if (s == NULL) {
+            PyErr_Clear();
+        }
+        return s;
+    }
+    switch (c) {
+    case 0xc0: return n == 1 ? Py_NewRef(Py_None) : NULL;
+    case 0xc2: return n == 1 ? Py_NewRef(Py_False) : NULL;
+    case 0xc3: return n == 1 ? Py_NewRef(Py_True) : NULL;
+    case 0xcc: case 0xcd: case 0xce: case 0xcf: {
+        int w = 1 << (c - 0xcc);
+        if (n != 1 + w) {
+            return NULL;
+        }
+        return PyLong_FromUnsignedLongLong(get_be(p + 1, w));
+    }
+    case 0xd0: case 0xd1: case 0xd2: case 0xd3: {
+        int w = 1 << (c - 0xd0);
+        uint64_t u;
+        long long x;
+        if (n != 1 + w) {
+            return NULL;
+        }
+        u = get_be(p + 1, w);
+        if (w < 8 && (u >> (8 * w - 1)) & 1) {
+            u |= ~(uint64_t)0 << (8 * w);        /* sign-extend */
+        }
+        memcpy(&x, &u, sizeof x);
+        return PyLong_FromLongLong(x);
+    }
+    case 0xcb: {
+        union { double d; uint64_t u; } cv;
+        if (n != 9) {
+            return NULL;
+        }
+        cv.u = get_be(p + 1, 8);
+        return PyFloat_FromDouble(cv.d);
+    }
+    case 0xd9: case 0xda: case 0xdb: case 0xc4: case 0xc5: case 0xc6: {
+        int str = c >= 0xd9;
+        int w = 1 << (c - (str ? 0xd9 : 0xc4));
+        Py_ssize_t len;
+        PyObject *out;
+        if (n < 1 + w) {
+            return NULL;
+        }
+        len = (Py_ssize_t)get_be(p + 1, w);
+        if (n != 1 + w + len) {
+            return NULL;
+        }
+        if (!str) {
+            return PyBytes_FromStringAndSize((const char *)p + 1 + w, len);
+        }
+        out = PyUnicode_DecodeUTF8((const char *)p + 1 + w, len, NULL);
+        if (out == NULL) {
+            PyErr_Clear();
+        }
+        return out;
+    }
+    default:
+        return NULL;
+    }
+}
+
+static PyObject *
+wire_encode_impl(PyObject *v)
+{
+    PyObject *b = wire_encode_scalar(v);
+    if (b != NULL || PyErr_Occurred()) {
+        return b;
+    }
+    if (wire_encode_py == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "mpgo._speedups: set_wire was not called");
+        return NULL;
+    }
+    return PyObject_CallOneArg(wire_encode_py, v);
+}
+
+static PyObject *
+wire_decode_impl(PyObject *b)
+{
+    PyObject *v = wire_decode_scalar(b);
+    if (v != NULL || PyErr_Occurred()) {
+        return v;
+    }
+    if (wire_decode_py == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "mpgo._speedups: set_wire was not called");
+        return NULL;
+    }
+    return PyObject_CallOneArg(wire_decode_py, b);
+}
+
+PyDoc_STRVAR(wire_encode_doc,
+"wire_encode(v, /)\n--\n\n"
+"_wire.encode: scalars in C, anything else through set_wire's encode.");
+
+static PyObject *
+sp_wire_encode(PyObject *Py_UNUSED(module), PyObject *v)
+{
+    return wire_encode_impl(v);
+}
+
+PyDoc_STRVAR(wire_decode_doc,
+"wire_decode(b, /)\n--\n\n"
+"_wire.decode: scalars in C, anything else through set_wire's decode.");
+
+static PyObject *
+sp_wire_decode(PyObject *Py_UNUSED(module), PyObject *b)
+{
+    return wire_decode_impl(b);
+}
+
+PyDoc_STRVAR(set_wire_doc,
+"set_wire(encode, decode, /)\n--\n\n"
+"The Python codec for what wire_encode/wire_decode do not handle in C.");
+
+static PyObject *
+sp_set_wire(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    CHECK_NARGS("set_wire", 2);
+    Py_XSETREF(wire_encode_py, Py_NewRef(args[0]));
+    Py_XSETREF(wire_decode_py, Py_NewRef(args[1]));
+    Py_RETURN_NONE;
+}
+
+/* ----------------------------------------------------------------------
  * Promoted channels (RemoteChan, mpgo/_runtime/_remote.py): the two
  * per-value cases, in C. A send spends one credit the home granted
  * (the value is encoded and queued in px.puts; the hub frames it later);
@@ -980,77 +1251,118 @@ chan_iternext(PyObject *op)
  * ---------------------------------------------------------------------- */
 
 static PyObject *rc_dirty = NULL;        /* _remote._dirty (a set) */
-static PyObject *rc_encode = NULL;       /* _wire.encode */
-static PyObject *rc_decode = NULL;       /* _wire.decode */
 static PyObject *rc_sched_dict = NULL;   /* _sched.__dict__ (_last_turn, TURN_AGE) */
 static long long rc_run = -1;            /* the worker's current run */
-static PyObject *s_run, *s_closed_seen, *s_credits, *s_want_sent, *s_grant, *s_puts,
-                *s_cache, *s_cap, *s_spec_asked, *s_prefetch, *s_drained, *s_consumed,
-                *s_last_turn, *s_turn_age, *s_rsend_slow, *s_rrecv_slow, *s_rnext_slow;
+static PyObject *s_last_turn, *s_turn_age, *s_rsend_slow, *s_rrecv_slow, *s_rnext_slow;
+/* _Px is a class with __slots__: its fields are read and written at their
+ * slot offsets (found once, from the member descriptors, by set_remote). */
+static PyTypeObject *px_type = NULL;
+static Py_ssize_t o_run = -1, o_closed_seen = -1, o_credits = -1, o_want_sent = -1, o_grant = -1, o_puts = -1, o_cache = -1, o_cap = -1, o_spec_asked = -1, o_prefetch = -1, o_drained = -1, o_consumed = -1;
+#define PXF(px, off) (*(PyObject **)((char *)(px) + (off)))
+
 
 PyDoc_STRVAR(set_remote_doc,
-"set_remote(dirty, encode, decode, sched_dict, run, /)\n--\n\n"
-"What the promoted-channel fast paths need; run is the worker's current run.");
+"set_remote(dirty, sched_dict, run, px_type, /)\n--\n\n"
+"What the promoted-channel fast paths need; run is the worker's current run,\n"
+"px_type the class of a channel's _r (_remote._Px, with __slots__).");
+
+static const char *const px_fields[] = {
+    "run", "closed_seen", "credits", "want_sent", "grant", "puts", "cache", "cap",
+    "spec_asked", "prefetch", "drained", "consumed",
+};
 
 static PyObject *
 sp_set_remote(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
     long long run;
-    CHECK_NARGS("set_remote", 5);
-    if (!PyAnySet_Check(args[0]) || !PyDict_Check(args[3])) {
-        PyErr_SetString(PyExc_TypeError, "set_remote: dirty must be a set, sched_dict a dict");
+    Py_ssize_t offs[sizeof px_fields / sizeof px_fields[0]];
+    CHECK_NARGS("set_remote", 4);
+    if (!PyAnySet_Check(args[0]) || !PyDict_Check(args[1]) || !PyType_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "set_remote: dirty must be a set, sched_dict a dict, px_type a class");
         return NULL;
     }
-    run = PyLong_AsLongLong(args[4]);
+    run = PyLong_AsLongLong(args[2]);
     if (run == -1 && PyErr_Occurred()) {
         return NULL;
     }
+    for (size_t i = 0; i < sizeof px_fields / sizeof px_fields[0]; i++) {
+        PyObject *d = PyObject_GetAttrString(args[3], px_fields[i]);
+        int ok;
+        if (d == NULL) {
+            return NULL;
+        }
+        ok = Py_IS_TYPE(d, &PyMemberDescr_Type)
+             && ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX;
+        if (ok) {
+            offs[i] = ((PyMemberDescrObject *)d)->d_member->offset;
+        }
+        Py_DECREF(d);
+        if (!ok) {
+            PyErr_Format(PyExc_TypeError, "set_remote: %s is not a slot of px_type",
+                         px_fields[i]);
+            return NULL;
+        }
+    }
+    o_run = offs[0]; o_closed_seen = offs[1]; o_credits = offs[2]; o_want_sent = offs[3];
+    o_grant = offs[4]; o_puts = offs[5]; o_cache = offs[6]; o_cap = offs[7];
+    o_spec_asked = offs[8]; o_prefetch = offs[9]; o_drained = offs[10]; o_consumed = offs[11];
     Py_XSETREF(rc_dirty, Py_NewRef(args[0]));
-    Py_XSETREF(rc_encode, Py_NewRef(args[1]));
-    Py_XSETREF(rc_decode, Py_NewRef(args[2]));
-    Py_XSETREF(rc_sched_dict, Py_NewRef(args[3]));
+    Py_XSETREF(rc_sched_dict, Py_NewRef(args[1]));
+    Py_XSETREF(px_type, (PyTypeObject *)Py_NewRef(args[3]));
     rc_run = run;
     Py_RETURN_NONE;
 }
 
+/* Field `off` of px: a new reference, or NULL with AttributeError when unset. */
+static PyObject *
+px_get(PyObject *px, Py_ssize_t off)
+{
+    PyObject *o = PXF(px, off);
+    if (o == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "_Px field not set");
+        return NULL;
+    }
+    return Py_NewRef(o);
+}
+
 /* An int field of px as a C long long; -1 with an exception on failure. */
 static int
-px_ll(PyObject *px, PyObject *name, long long *out)
+px_ll(PyObject *px, Py_ssize_t off, long long *out)
 {
-    PyObject *o = PyObject_GetAttr(px, name);
+    PyObject *o = PXF(px, off);
     if (o == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "_Px field not set");
         return -1;
     }
     *out = PyLong_AsLongLong(o);
-    Py_DECREF(o);
     return (*out == -1 && PyErr_Occurred()) ? -1 : 0;
 }
 
 /* A bool field of px: 1, 0, or -1 with an exception. */
 static int
-px_bool(PyObject *px, PyObject *name)
+px_bool(PyObject *px, Py_ssize_t off)
 {
-    PyObject *o = PyObject_GetAttr(px, name);
-    int r;
+    PyObject *o = PXF(px, off);
+    if (o == Py_True || o == Py_False) {
+        return o == Py_True;
+    }
     if (o == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "_Px field not set");
         return -1;
     }
-    r = PyObject_IsTrue(o);
-    Py_DECREF(o);
-    return r;
+    return PyObject_IsTrue(o);
 }
 
 static int
-px_set_ll(PyObject *px, PyObject *name, long long v)
+px_set_ll(PyObject *px, Py_ssize_t off, long long v)
 {
     PyObject *o = PyLong_FromLongLong(v);
-    int r;
     if (o == NULL) {
         return -1;
     }
-    r = PyObject_SetAttr(px, name, o);
-    Py_DECREF(o);
-    return r;
+    Py_XSETREF(PXF(px, off), o);
+    return 0;
 }
 
 /* The proxy when the fast path may run: on the hub thread, no preemption
@@ -1064,7 +1376,7 @@ rc_px(ChanObject *self)
     long long run;
     struct timespec ts;
     if (chan_thread == 0 || preempt_req || rc_sched_dict == NULL || px == NULL
-            || px == Py_None || PyThread_get_thread_ident() != chan_thread) {
+            || Py_TYPE(px) != px_type || PyThread_get_thread_ident() != chan_thread) {
         return NULL;
     }
     lt = PyDict_GetItemWithError(rc_sched_dict, s_last_turn);
@@ -1076,7 +1388,7 @@ rc_px(ChanObject *self)
     if ((double)ts.tv_sec + ts.tv_nsec * 1e-9 - PyFloat_AS_DOUBLE(lt) > PyFloat_AS_DOUBLE(age)) {
         return NULL;
     }
-    if (px_ll(px, s_run, &run) < 0) {
+    if (px_ll(px, o_run, &run) < 0) {
         return NULL;
     }
     return run == rc_run ? px : NULL;
@@ -1092,22 +1404,22 @@ chan_rc_send(PyObject *op, PyObject *v)
     if (px == NULL) {
         goto slow;
     }
-    if ((closed = px_bool(px, s_closed_seen)) != 0
-            || px_ll(px, s_credits, &credits) < 0 || credits <= 0
-            || (want_sent = px_bool(px, s_want_sent)) < 0
-            || px_ll(px, s_grant, &grant) < 0
+    if ((closed = px_bool(px, o_closed_seen)) != 0
+            || px_ll(px, o_credits, &credits) < 0 || credits <= 0
+            || (want_sent = px_bool(px, o_want_sent)) < 0
+            || px_ll(px, o_grant, &grant) < 0
             || (!want_sent && credits - 1 <= grant / 2)) {   /* a CH_WANT to send */
         goto slow;
     }
     /* encode may run user code (pickling): hold px, the channel's _r could change */
     Py_INCREF(px);
-    b = PyObject_CallOneArg(rc_encode, v);   /* TypeError here: nothing touched */
+    b = wire_encode_impl(v);                 /* TypeError here: nothing touched */
     if (b == NULL) {
         Py_DECREF(px);
         return NULL;
     }
-    puts = PyObject_GetAttr(px, s_puts);
-    if (puts == NULL || !PyList_Check(puts) || px_set_ll(px, s_credits, credits - 1) < 0
+    puts = px_get(px, o_puts);
+    if (puts == NULL || !PyList_Check(puts) || px_set_ll(px, o_credits, credits - 1) < 0
             || PyList_Append(puts, b) < 0 || PySet_Add(rc_dirty, px) < 0) {
         Py_XDECREF(puts);
         Py_DECREF(b);
@@ -1139,12 +1451,12 @@ rc_take(ChanObject *self)
     if (px == NULL) {
         return NULL;
     }
-    cache = PyObject_GetAttr(px, s_cache);
+    cache = px_get(px, o_cache);
     if (cache == NULL) {
         return NULL;
     }
     n = PyObject_Length(cache);
-    if (n <= 0 || px_ll(px, s_cap, &cap) < 0) {
+    if (n <= 0 || px_ll(px, o_cap, &cap) < 0) {
         Py_DECREF(cache);
         return NULL;
     }
@@ -1152,26 +1464,26 @@ rc_take(ChanObject *self)
         /* _recv asks for more once what is cached or asked is down to half
          * the prefetch window: leave that value to it */
         long long spec, prefetch;
-        int drained = px_bool(px, s_drained);
-        if (drained < 0 || px_ll(px, s_spec_asked, &spec) < 0
-                || px_ll(px, s_prefetch, &prefetch) < 0
+        int drained = px_bool(px, o_drained);
+        if (drained < 0 || px_ll(px, o_spec_asked, &spec) < 0
+                || px_ll(px, o_prefetch, &prefetch) < 0
                 || (spec + (n - 1) <= prefetch / 2 && !drained)) {
             Py_DECREF(cache);
             return NULL;
         }
     }
-    if (px_ll(px, s_consumed, &consumed) < 0) {
+    if (px_ll(px, o_consumed, &consumed) < 0) {
         Py_DECREF(cache);
         return NULL;
     }
     b = PyObject_CallOneArg(deque_popleft, cache);
     Py_DECREF(cache);
-    if (b == NULL || px_set_ll(px, s_consumed, consumed + 1) < 0
+    if (b == NULL || px_set_ll(px, o_consumed, consumed + 1) < 0
             || PySet_Add(rc_dirty, px) < 0) {
         Py_XDECREF(b);
         return NULL;              /* an exception: the value is lost only if popleft failed */
     }
-    v = PyObject_CallOneArg(rc_decode, b);
+    v = wire_decode_impl(b);
     Py_DECREF(b);
     return v;                     /* an unpickling error propagates, as in _recv */
 }
@@ -1276,10 +1588,6 @@ chan_module_init(PyObject *m)
     str_status = PyUnicode_InternFromString("status");
     int_runnable = PyLong_FromLong(1);       /* _sched.RUNNABLE */
 #define INTERN(var, text) if ((var = PyUnicode_InternFromString(text)) == NULL) return -1
-    INTERN(s_run, "run"); INTERN(s_closed_seen, "closed_seen"); INTERN(s_credits, "credits");
-    INTERN(s_want_sent, "want_sent"); INTERN(s_grant, "grant"); INTERN(s_puts, "puts");
-    INTERN(s_cache, "cache"); INTERN(s_cap, "cap"); INTERN(s_spec_asked, "spec_asked");
-    INTERN(s_prefetch, "prefetch"); INTERN(s_drained, "drained"); INTERN(s_consumed, "consumed");
     INTERN(s_last_turn, "_last_turn"); INTERN(s_turn_age, "TURN_AGE");
     INTERN(s_rsend_slow, "_rsend_slow"); INTERN(s_rrecv_slow, "_rrecv_slow");
     INTERN(s_rnext_slow, "_rnext_slow");
@@ -1322,6 +1630,9 @@ static PyMethodDef sp_methods[] = {
     FASTCALL("set_preempt", sp_set_preempt, set_preempt_doc),
     FASTCALL("set_sched", sp_set_sched, set_sched_doc),
     FASTCALL("set_remote", sp_set_remote, set_remote_doc),
+    FASTCALL("set_wire", sp_set_wire, set_wire_doc),
+    {"wire_encode", (PyCFunction)sp_wire_encode, METH_O, wire_encode_doc},
+    {"wire_decode", (PyCFunction)sp_wire_decode, METH_O, wire_decode_doc},
     {NULL, NULL, 0, NULL},
 };
 

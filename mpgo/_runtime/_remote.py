@@ -173,7 +173,12 @@ class RemoteChan(Chan):
             _dirty.add(px)
             if not px.want_sent and px.credits <= px.grant // 2:
                 px.want_sent = True
-                _to_home(_worker.W, px, [_wire.CH_WANT, px.cid])
+                w = _worker.W
+                assert w is not None
+                _to_home(w, px, [_wire.CH_WANT, px.cid])
+                # The request and the values sent so far leave now: the grant
+                # must come back before the other half of the credit is spent.
+                w.link.flush()
             return
         w = _worker.W
         assert w is not None
@@ -749,7 +754,7 @@ def _on_run_start() -> None:
     w = _worker.W
     if w is not None:
         if _set_remote is not None:
-            _set_remote(_dirty, _wire.encode, _wire.decode, vars(_sched), w.run)
+            _set_remote(_dirty, vars(_sched), w.run, _Px)
         w.link.pre_flush = _pre_flush
         w.link.pre_pending = _pre_pending
         w.chome = Home(w.wid, _home_out)

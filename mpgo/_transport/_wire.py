@@ -78,7 +78,10 @@ _SCALARS = frozenset((str, bytes, float, bool, type(None)))
 
 
 def encode(v: Any) -> bytes:
-    """Encode one value for another worker. Any thread."""
+    """Encode one value for another worker. Any thread.
+
+    With the C accelerator this name is `_speedups.wire_encode`: scalars are
+    written in C (the same bytes), everything else comes here."""
     t = type(v)
     try:
         if t is int and -(1 << 63) <= v < (1 << 64) or t in _SCALARS:
@@ -108,9 +111,23 @@ def encode(v: Any) -> bytes:
 
 
 def decode(b: bytes) -> Any:
-    """Decode a value made by `encode`. Any thread. May raise what unpickling raises."""
+    """Decode a value made by `encode`. Any thread. May raise what unpickling raises.
+
+    With the C accelerator this name is `_speedups.wire_decode` (scalars in C)."""
     return msgpack.unpackb(b, ext_hook=_ext_hook, raw=False, strict_map_key=False,
                            use_list=True)
+
+
+encode_py, decode_py = encode, decode
+_sp: Any
+try:
+    from .. import _speedups as _sp  # type: ignore[attr-defined,no-redef]
+except ImportError:
+    _sp = None
+if _sp is not None and hasattr(_sp, "wire_encode"):
+    _sp.set_wire(encode_py, decode_py)
+    encode = _sp.wire_encode  # noqa: F811 - the same function, scalars in C
+    decode = _sp.wire_decode  # noqa: F811
 
 
 # ---------------------------------------------------------------------------
