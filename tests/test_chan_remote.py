@@ -504,6 +504,38 @@ def test_senders_parked_in_other_worker_raise_when_closed(cap):
     assert len(left) == cap and len(set(left)) == cap
 
 
+def stream_until_closed(ch):
+    """Send 0, 1, 2, ... until the channel is closed; how many sends completed."""
+    i = 0
+    try:
+        while True:
+            ch.send(i)
+            i += 1
+    except ClosedChannelError:
+        return mpgo.worker_id(), i
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("cap", [16, 1024])
+def test_a_streaming_sender_out_of_credit_raises_when_closed_and_loses_nothing(cap):
+    # The sender spends its credit, asks for more (CH_WANT) and waits for the
+    # grant; the buffer is full, so the grant never comes: the close must wake
+    # it with ClosedChannelError, after exactly `cap` completed sends.
+    def main():
+        ch = mpgo.Chan(cap)
+        g = on(1, stream_until_closed, ch)
+        deadline = time.monotonic() + 30
+        while len(ch) < cap:            # a condition polled, not a sleep to sync
+            assert time.monotonic() < deadline, "the buffer never filled"
+            mpgo.sleep(0.005)
+        ch.close()
+        return g.join(), list(ch)
+    (where, sent), got = mpgo.run(main, workers=2)
+    assert where == 1
+    assert sent == cap
+    assert got == list(range(cap))
+
+
 def try_send(ch, v):
     try:
         ch.send(v)

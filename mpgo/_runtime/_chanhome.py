@@ -377,9 +377,10 @@ class Home:
         return False
 
     def _maybe_recall_or_drain(self, c: BChan) -> None:
-        if c.cap and c.sendq and c.credits and c.free() <= 0:
-            # blocked senders wait for room that idle credit holders keep
-            self._recall_idle(c, c.credits, set())
+        if c.cap and (c.sendq or c.want) and c.credits and c.free() <= 0:
+            # blocked senders (or senders waiting for a grant) wait for room
+            # that idle credit holders keep
+            self._recall_idle(c, c.credits, set(c.want))
         if c.buf or self._next_receiver(c) is None:
             return
         if c.cap and not (c.closed and c.sendq):
@@ -470,6 +471,7 @@ class Home:
             self.send(w, [_wire.CH_CLOSE_DONE, ticket, False])
             return
         c.closed = True
+        wanters = set(c.want)       # senders may wait for this credit: they hear of the close
         c.want.clear()
         # blocked senders raise
         while c.sendq:
@@ -483,7 +485,7 @@ class Home:
         # every worker that knows the channel hears of the close; credit holders ack
         holders = {x for x, n in c.credits.items() if n > 0}
         c.close_wait = {"w": w, "ticket": ticket, "left": set(holders)}
-        told = set(holders) | set(c.held) | {r.w for r in c.recvq if type(r) is _Demand}
+        told = set(holders) | set(c.held) | {r.w for r in c.recvq if type(r) is _Demand} | wanters
         for x in told:
             self.send(x, [_wire.CH_CLOSED, c.cid])
         if not holders:
@@ -509,6 +511,7 @@ class Home:
             c.held.pop(w, None)
             c.spec.pop(w, None)
             c.recalling.discard(w)
+            c.want = [x for x in c.want if x != w]
             c.recvq = deque(r for r in c.recvq
                             if not ((type(r) is _Demand and r.w == w)
                                     or (type(r) is _SelCase and r.sel.w == w)))
@@ -594,6 +597,8 @@ class Home:
 
     def _f_want(self, c: BChan, src: int, f: list[Any]) -> None:
         if c.closed:
+            # its senders may wait for this grant: they learn of the close
+            self.send(src, [_wire.CH_CLOSED, c.cid])
             return
         n = self._grant(c, src)
         if n:

@@ -57,7 +57,7 @@ class _Px:
     __slots__ = ("cid", "cap", "run", "credits", "grant", "want_sent", "puts", "recvq",
                  "asked", "spec_asked", "prefetch", "cache", "consumed", "reported",
                  "closed_seen", "drained", "forgotten", "home", "pending", "outbox",
-                 "__weakref__")
+                 "cwait", "__weakref__")
 
     def __init__(self, cid: int, cap: int, run: int) -> None:
         self.cid = cid
@@ -80,6 +80,7 @@ class _Px:
         self.home = SUPERVISOR    # where the channel's state lives (pair mode: a worker)
         self.pending = False      # the home is moving: frames wait in outbox
         self.outbox: list[tuple[int | None, list[Any]]] = []   # (None: the home)
+        self.cwait: deque[G] = deque()       # senders parked here until credit comes
 
 
 def _move(px: _Px, queue: Any) -> None:
@@ -164,6 +165,19 @@ class RemoteChan(Chan):
             # A send on credit does not park: the goroutine yields first, so
             # that the hub gets its turn (a send that parks yields anyway).
             _sched.preempt_point()
+        w = _worker.W
+        assert w is not None
+        while px.credits <= 0 and px.want_sent and not px.closed_seen:
+            # Out of credit with a request outstanding (CH_WANT): the grant is
+            # on its way or comes as soon as the buffer has room, so wait for
+            # it here. A blocking CH_SEND instead would wait for its own
+            # answer, which follows the grant by up to a batch of values.
+            _move_now(w, px)
+            g = _sched._cur
+            px.cwait.append(g)  # type: ignore[arg-type]
+            g.waitq = px.cwait  # type: ignore[union-attr]
+            _sched.park("chan send")
+            g.waitq = None  # type: ignore[union-attr]
         if px.closed_seen:
             raise ClosedChannelError("send on closed channel")
         b = _wire.encode(v)
@@ -173,15 +187,11 @@ class RemoteChan(Chan):
             _dirty.add(px)
             if not px.want_sent and px.credits <= px.grant // 2:
                 px.want_sent = True
-                w = _worker.W
-                assert w is not None
                 _to_home(w, px, [_wire.CH_WANT, px.cid])
                 # The request and the values sent so far leave now: the grant
                 # must come back before the other half of the credit is spent.
                 w.link.flush()
             return
-        w = _worker.W
-        assert w is not None
         _move_now(w, px)
         g = _sched._cur
         t = w.ticket(g)
@@ -191,6 +201,7 @@ class RemoteChan(Chan):
             px.credits += credit
             px.grant = credit
             px.want_sent = False
+            _wake_credit_waiters(px)
         elif credit < 0:
             px.credits += credit        # the broker used one of our in-flight credits
 
@@ -483,6 +494,15 @@ def _h_sent(src: int, f: list[Any]) -> None:
         _sched.ready(g, f[2])
 
 
+def _wake_credit_waiters(px: _Px) -> None:
+    """Senders parked for credit try again (credit came, or the request is void)."""
+    q = px.cwait
+    while q:
+        g = q.popleft()
+        g.waitq = None
+        _sched.ready(g, None)
+
+
 @handler(_wire.CH_CREDIT)
 def _h_credit(src: int, f: list[Any]) -> None:
     px = _px_of(f[1])
@@ -494,6 +514,7 @@ def _h_credit(src: int, f: list[Any]) -> None:
     px.want_sent = False
     if px.closed_seen:
         px.credits = 0
+    _wake_credit_waiters(px)
 
 
 @handler(_wire.CH_DELIVER)
@@ -545,6 +566,7 @@ def _h_recall(src: int, f: list[Any]) -> None:
     px.prefetch = max(1, px.prefetch // 2)
     _move_now(w, px)
     _to_home(w, px, [_wire.CH_RETURN, px.cid, vals, credits])
+    _wake_credit_waiters(px)        # no request outstanding now: they send blocking
 
 
 @handler(_wire.CH_CLOSED)
@@ -558,6 +580,7 @@ def _h_closed(src: int, f: list[Any]) -> None:
         unused = px.credits
         px.credits = 0
         _move_now(w, px)
+        _wake_credit_waiters(px)    # they raise ClosedChannelError
     if px is not None:
         _to_home(w, px, [_wire.CH_CLOSED_ACK, f[1], unused])
     else:

@@ -368,17 +368,14 @@ class Worker(_sched.Hooks):
         # The inbox is looked at here only while goroutines wait to run (a hub
         # about to go idle looks in idle() and poll()), and then at most every
         # INBOX_EVERY: a look costs a few µs, a hub turn can be much shorter.
-        replied = False
         if link.local:
             self.read_messages()
-            replied = True
         elif _sched.has_runnable():
             now = time.monotonic()
             if now - self.last_inbox_look > INBOX_EVERY:
                 self.last_inbox_look = now
                 if link.readable():
                     self.read_messages()
-                    replied = True
         io = self.io
         if io is not None and io.fds:
             # goroutines keep the hub busy, but a ready socket must not wait
@@ -388,12 +385,7 @@ class Worker(_sched.Hooks):
                 self.last_io_poll = now
                 io.poll_now()
         q = self.link.queue
-        if replied and q:
-            # What the handlers answered (credit, a value for a waiting
-            # receiver) leaves now: the other side waits for it, and goroutines
-            # busy here may not give the hub another turn for TURN_AGE.
-            self.flush(force=True)
-        elif len(q) > FLUSH_FRAMES or (q and time.monotonic() - self.first_queued > FLUSH_AGE):
+        if len(q) > FLUSH_FRAMES or (q and time.monotonic() - self.first_queued > FLUSH_AGE):
             self.flush(force=True)
         elif not _sched.has_runnable():
             self.flush()
@@ -485,8 +477,15 @@ class Worker(_sched.Hooks):
     # -- messages --------------------------------------------------------------
 
     def read_messages(self) -> None:
+        """Handle every waiting message; what the handlers answered leaves now.
+
+        The answers (credit, values for a parked receiver, a select's outcome)
+        are what another worker waits for; the goroutines these messages woke
+        run next and may keep the hub from its next flush for up to TURN_AGE."""
         for msg in self.link.recv_all():
             self.dispatch(msg)
+        if self.link.queue:
+            self.flush(force=True)
 
     def dispatch(self, msg: list[Any]) -> None:
         src, run = msg[0], msg[1]
