@@ -284,8 +284,14 @@ class Home:
             # then speculative prefetch
             if c.buf and c.spec:
                 for w in list(c.spec):
-                    k = min(c.spec[w], len(c.buf))
-                    self.deliver_many(w, c, [c.buf.popleft() for _ in range(k)])
+                    buf = c.buf
+                    k = min(c.spec[w], len(buf))
+                    if k == len(buf):
+                        vals = list(buf)
+                        buf.clear()
+                    else:
+                        vals = [buf.popleft() for _ in range(k)]
+                    self.deliver_many(w, c, vals)
                     c.spec[w] -= k
                     if not c.spec[w]:
                         del c.spec[w]

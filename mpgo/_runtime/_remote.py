@@ -45,6 +45,11 @@ from ._worker import current_worker, handler, refuse_sysmon
 
 _DRAINED = object()
 MAX_PREFETCH = 256
+# ... when the channel's home is this worker (pair mode, §6.7): the values are
+# in this process already and no other worker receives, so a wider window only
+# saves refills (W4 measured: 1.3 -> 1.6 M ints/s, a consumer's cache ran dry
+# every 180 values instead of every 280).
+MAX_PREFETCH_HOME = 1024
 
 # cid -> the one RemoteChan object of this process for it
 _table: weakref.WeakValueDictionary[int, RemoteChan] = weakref.WeakValueDictionary()
@@ -236,7 +241,8 @@ class RemoteChan(Chan):
         ds = 0
         if px.cap:
             # The cache ran dry while a receiver wanted more: widen the window.
-            px.prefetch = min(px.prefetch * 2, MAX_PREFETCH, max(1, px.cap // 2))
+            top = MAX_PREFETCH_HOME if px.home == w.wid else MAX_PREFETCH
+            px.prefetch = min(px.prefetch * 2, top, max(1, px.cap // 2))
             ds = max(0, px.prefetch - 1 - px.spec_asked)
         if need > 0 or ds:
             need = max(need, 0)
