@@ -482,9 +482,15 @@ class Worker(_sched.Hooks):
         The answers (credit, values for a parked receiver, a select's outcome)
         are what another worker waits for; the goroutines these messages woke
         run next and may keep the hub from its next flush for up to TURN_AGE."""
-        for msg in self.link.recv_all():
+        link = self.link
+        if link.pre_pending is not None and link.pre_pending():
+            # What this worker consumed and sent on credit reaches the channels
+            # homed here first (recv_all hands frames to ourselves first): a
+            # grant made for a request read below counts every slot freed so far.
+            link.flush()
+        for msg in link.recv_all():
             self.dispatch(msg)
-        if self.link.queue:
+        if link.queue:
             self.flush(force=True)
 
     def dispatch(self, msg: list[Any]) -> None:
