@@ -1417,7 +1417,8 @@ chan_rc_send(PyObject *op, PyObject *v)
             || px_ll(px, o_credits, &credits) < 0 || credits <= 0
             || (want_sent = px_bool(px, o_want_sent)) < 0
             || px_ll(px, o_grant, &grant) < 0
-            || (!want_sent && credits - 1 <= grant / 2)) {   /* a CH_WANT to send */
+            /* a CH_WANT to send: once a quarter of the last grant is spent */
+            || (!want_sent && credits - 1 <= grant * 3 / 4)) {
         goto slow;
     }
     /* encode may run user code (pickling): hold px, the channel's _r could change */

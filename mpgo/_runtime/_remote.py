@@ -190,7 +190,7 @@ class RemoteChan(Chan):
             px.credits -= 1
             px.puts.append(b)
             _dirty.add(px)
-            if not px.want_sent and px.credits <= px.grant // 2:
+            if not px.want_sent and px.credits <= px.grant * 3 // 4:
                 px.want_sent = True
                 _to_home(w, px, [_wire.CH_WANT, px.cid])
                 # The request and the values sent so far leave now: the grant
