@@ -487,7 +487,8 @@ class Worker(_sched.Hooks):
             # What this worker consumed and sent on credit reaches the channels
             # homed here first (recv_all hands frames to ourselves first): a
             # grant made for a request read below counts every slot freed so far.
-            link.flush()
+            # Frames for other workers stay queued: they leave with the answers.
+            link.flush_local()
         for msg in link.recv_all():
             self.dispatch(msg)
         if link.queue:

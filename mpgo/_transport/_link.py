@@ -139,6 +139,22 @@ class Link:
         finally:
             self.lock.release()
 
+    def flush_local(self) -> None:
+        """Frame what pre_flush owes and move the frames addressed to this
+        process itself into `local`; frames for others stay queued, in order.
+        Owner thread (pair-mode homes read their own frames before the others')."""
+        with self.lock:
+            if self.pre_flush is not None:
+                self.pre_flush(True)
+            q = self.queue
+            me = self.me
+            if not any(d == me for d, _ in q):
+                return
+            keep = [(d, f) for d, f in q if d != me]
+            self.local.extend(f for d, f in q if d == me)
+            q.clear()
+            q.extend(keep)
+
     def send_now(self, dst: int, frames: list[Any]) -> None:
         """Send frames at once, bypassing the queue (sysmon's own hand-outs)."""
         with self.lock:
