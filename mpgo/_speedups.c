@@ -1257,7 +1257,9 @@ static PyObject *s_last_turn, *s_turn_age, *s_rsend_slow, *s_rrecv_slow, *s_rnex
 /* _Px is a class with __slots__: its fields are read and written at their
  * slot offsets (found once, from the member descriptors, by set_remote). */
 static PyTypeObject *px_type = NULL;
-static Py_ssize_t o_run = -1, o_closed_seen = -1, o_credits = -1, o_want_sent = -1, o_grant = -1, o_puts = -1, o_cache = -1, o_cap = -1, o_spec_asked = -1, o_prefetch = -1, o_drained = -1, o_consumed = -1;
+static Py_ssize_t o_run = -1, o_closed_seen = -1, o_credits = -1, o_want_sent = -1,
+                  o_grant = -1, o_puts = -1, o_cache = -1, o_cap = -1, o_spec_asked = -1,
+                  o_prefetch = -1, o_drained = -1, o_consumed = -1, o_reported = -1;
 #define PXF(px, off) (*(PyObject **)((char *)(px) + (off)))
 
 
@@ -1268,7 +1270,7 @@ PyDoc_STRVAR(set_remote_doc,
 
 static const char *const px_fields[] = {
     "run", "closed_seen", "credits", "want_sent", "grant", "puts", "cache", "cap",
-    "spec_asked", "prefetch", "drained", "consumed",
+    "spec_asked", "prefetch", "drained", "consumed", "reported",
 };
 
 static PyObject *
@@ -1307,6 +1309,7 @@ sp_set_remote(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nar
     o_run = offs[0]; o_closed_seen = offs[1]; o_credits = offs[2]; o_want_sent = offs[3];
     o_grant = offs[4]; o_puts = offs[5]; o_cache = offs[6]; o_cap = offs[7];
     o_spec_asked = offs[8]; o_prefetch = offs[9]; o_drained = offs[10]; o_consumed = offs[11];
+    o_reported = offs[12];
     Py_XSETREF(rc_dirty, Py_NewRef(args[0]));
     Py_XSETREF(rc_sched_dict, Py_NewRef(args[1]));
     Py_XSETREF(px_type, (PyTypeObject *)Py_NewRef(args[3]));
@@ -1428,9 +1431,12 @@ chan_rc_send(PyObject *op, PyObject *v)
         Py_DECREF(px);
         return NULL;
     }
+    /* px is in `dirty` whenever px.puts is not empty (every path that appends
+     * adds it; a flush empties both together): only the first value adds it */
     puts = px_get(px, o_puts);
     if (puts == NULL || !PyList_Check(puts) || px_set_ll(px, o_credits, credits - 1) < 0
-            || PyList_Append(puts, b) < 0 || PySet_Add(rc_dirty, px) < 0) {
+            || (PyList_GET_SIZE(puts) == 0 && PySet_Add(rc_dirty, px) < 0)
+            || PyList_Append(puts, b) < 0) {
         Py_XDECREF(puts);
         Py_DECREF(b);
         Py_DECREF(px);
@@ -1457,7 +1463,7 @@ rc_take(ChanObject *self)
     PyObject *px = rc_px(self);
     PyObject *cache, *b, *v;
     Py_ssize_t n;
-    long long cap, consumed;
+    long long cap, consumed, reported;
     if (px == NULL) {
         return NULL;
     }
@@ -1482,14 +1488,15 @@ rc_take(ChanObject *self)
             return NULL;
         }
     }
-    if (px_ll(px, o_consumed, &consumed) < 0) {
+    if (px_ll(px, o_consumed, &consumed) < 0 || px_ll(px, o_reported, &reported) < 0) {
         Py_DECREF(cache);
         return NULL;
     }
     b = PyObject_CallOneArg(deque_popleft, cache);
     Py_DECREF(cache);
+    /* px is in `dirty` whenever consumed > reported (as for puts above) */
     if (b == NULL || px_set_ll(px, o_consumed, consumed + 1) < 0
-            || PySet_Add(rc_dirty, px) < 0) {
+            || (consumed == reported && PySet_Add(rc_dirty, px) < 0)) {
         Py_XDECREF(b);
         return NULL;              /* an exception: the value is lost only if popleft failed */
     }

@@ -32,6 +32,7 @@ SUPERVISOR = -1
 _NOBLOCK = zmq.NOBLOCK
 _POLLIN = int(zmq.POLLIN)
 _EVENTS = int(zmq.EVENTS)
+_BIG_MESSAGE = 1 << 20
 
 
 def address(run_tag: str, who: int) -> str:
@@ -58,6 +59,7 @@ class Link:
         self.out: dict[int, zmq.Socket] = {}
         self.queue: deque[tuple[int, Any]] = deque()
         self.lock = threading.Lock()
+        self._packer = _wire.message_packer()     # used under `lock` only
         self.local: deque[list[Any]] = deque()   # frames addressed to this process itself
         self.rejected = 0
         self._on_sent = on_sent       # callable(n) counting messages sent
@@ -83,6 +85,14 @@ class Link:
             s.connect(address(self.run_tag, dst))
             self.out[dst] = s
         return s
+
+    def _pack(self, frames: list[Any]) -> bytes:
+        """One message of frames. Under `lock`. A packer keeps the buffer of its
+        largest message: after a big one (a large value) it is replaced."""
+        msg = _wire.pack_message(self.token, self.me, self.run, frames, self._packer)
+        if len(msg) > _BIG_MESSAGE:
+            self._packer = _wire.message_packer()
+        return msg
 
     def send(self, dst: int, frame: list[Any]) -> None:
         """Queue one frame for `dst`. Owner thread."""
@@ -130,7 +140,7 @@ class Link:
                 if dst == self.me:           # to ourselves: no socket (pair-mode homes)
                     self.local.extend(frames)
                     continue
-                msg = _wire.pack_message(self.token, self.me, self.run, frames)
+                msg = self._pack(frames)
                 self._sock(dst).send(msg, _NOBLOCK)
                 n += 1
             if n and self._on_sent is not None:
@@ -158,7 +168,7 @@ class Link:
     def send_now(self, dst: int, frames: list[Any]) -> None:
         """Send frames at once, bypassing the queue (sysmon's own hand-outs)."""
         with self.lock:
-            msg = _wire.pack_message(self.token, self.me, self.run, frames)
+            msg = self._pack(frames)
             self._sock(dst).send(msg, _NOBLOCK)
             if self._on_sent is not None:
                 self._on_sent(1)

@@ -138,9 +138,20 @@ def new_token() -> bytes:
     return os.urandom(TOKEN_LEN)
 
 
-def pack_message(token: bytes, src: int, run: int, frames: list[Any]) -> bytes:
-    """One message carrying every frame for one destination: [src, run, frame...]."""
-    return token + msgpack.packb([src, run, *frames], use_bin_type=True)
+def pack_message(token: bytes, src: int, run: int, frames: list[Any],
+                 packer: msgpack.Packer | None = None) -> bytes:
+    """One message carrying every frame for one destination: [src, run, frame...].
+
+    `packer` (a `message_packer()`) saves allocating one per message; whoever
+    passes one keeps it to one thread at a time."""
+    if packer is None:
+        return token + msgpack.packb([src, run, *frames], use_bin_type=True)
+    return token + packer.pack([src, run, *frames])
+
+
+def message_packer() -> msgpack.Packer:
+    """A Packer for `pack_message` (frames hold only msgpack types: no callback)."""
+    return msgpack.Packer(use_bin_type=True, autoreset=True)
 
 
 def split(token: bytes, msg: bytes) -> list[Any] | None:
