@@ -673,25 +673,59 @@ static volatile int preempt_req = 0;
 static PyObject *deque_append = NULL;   /* collections.deque.append */
 static PyObject *deque_popleft = NULL;  /* collections.deque.popleft */
 static PyObject *str_send_slow = NULL;
+static PyObject *str_send = NULL;
 static PyObject *str_recv_slow = NULL;
 /* The scheduler's G type and run queue (set_sched): a parked plain waiter
  * (a G in recvq/sendq, not a select waiter) is woken here the way
  * _sched.ready does it: value, status = RUNNABLE, runq.append. */
 static PyObject *g_type = NULL;
 static PyObject *runq = NULL;
+static PyObject *sched_dict = NULL;      /* vars(_sched) */
+static PyObject *retry_obj = NULL;       /* _chan.RETRY */
+static PyObject *int_running = NULL, *int_waiting = NULL;
+static long hub_every = 64;
+static PyObject *s_cur, *s_tick, *s_want_hub, *s_new_turn, *s_runnext, *s_spawnq,
+                *s_killing, *s_running_mv, *s_running_at, *str_gr, *str_reason,
+                *str_since, *str_waitq, *str_err, *str_id, *str_switch,
+                *str_chan_send, *str_chan_receive;
+
 static PyObject *str_ok = NULL, *str_value = NULL, *str_status = NULL;
 static PyObject *int_runnable = NULL;
 
 PyDoc_STRVAR(set_sched_doc,
-"set_sched(G, runq, /)\n--\n\n"
-"The scheduler's goroutine type and run queue, for hand-offs done in C.");
+"set_sched(G, runq, sched_dict, retry, /)\n--\n\n"
+"The scheduler's goroutine type, run queue and module dict, and the channels'\n"
+"RETRY marker: for hand-offs and parks done in C.");
 
 static PyObject *
 sp_set_sched(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    CHECK_NARGS("set_sched", 2);
+    PyObject *every, *running, *waiting;
+    CHECK_NARGS("set_sched", 4);
+    if (!PyDict_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "set_sched: sched_dict must be a dict");
+        return NULL;
+    }
+    every = PyDict_GetItemString(args[2], "HUB_EVERY");
+    running = PyDict_GetItemString(args[2], "RUNNING");
+    waiting = PyDict_GetItemString(args[2], "WAITING");
+    if (every == NULL || running == NULL || waiting == NULL) {
+        PyErr_SetString(PyExc_TypeError, "set_sched: not the scheduler's dict");
+        return NULL;
+    }
+    hub_every = PyLong_AsLong(every);
+    if (hub_every <= 0) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_ValueError, "set_sched: HUB_EVERY must be positive");
+        }
+        return NULL;
+    }
     Py_XSETREF(g_type, Py_NewRef(args[0]));
     Py_XSETREF(runq, Py_NewRef(args[1]));
+    Py_XSETREF(sched_dict, Py_NewRef(args[2]));
+    Py_XSETREF(retry_obj, Py_NewRef(args[3]));
+    Py_XSETREF(int_running, Py_NewRef(running));
+    Py_XSETREF(int_waiting, Py_NewRef(waiting));
     Py_RETURN_NONE;
 }
 
@@ -819,6 +853,248 @@ chan_fast_ok(ChanObject *self)
         && self->buf != NULL && self->recvq != NULL && self->sendq != NULL;
 }
 
+/* ----------------------------------------------------------------------
+ * Parking in C: a channel operation that must wait (an unbuffered send
+ * with no receiver, a receive from an empty channel) parks the goroutine
+ * and switches straight to the next runnable one, as the common case of
+ * _sched.park + _sched._schedule does. Only that case: when the hub wants
+ * its turn, a preemption or a kill is pending, or the next goroutine is
+ * new, nothing is touched and the Python method runs (it holds the whole
+ * algorithm). The scheduler's globals are read from its module dict.
+ * ---------------------------------------------------------------------- */
+
+/* A borrowed global of _sched, NULL (no exception) if missing. */
+static PyObject *
+sched_get(PyObject *name)
+{
+    PyObject *o = PyDict_GetItemWithError(sched_dict, name);
+    if (o == NULL) {
+        PyErr_Clear();
+    }
+    return o;
+}
+
+/* Whether park_here may run: the current goroutine (borrowed) in *gp and
+ * the next tick in *tickp. No side effect. */
+static int
+park_possible(PyObject **gp, long long *tickp)
+{
+    PyObject *cur, *tick, *runnext, *spawnq, *g2, *gr;
+    long long t;
+    if (sched_dict == NULL || retry_obj == NULL || runq == NULL || preempt_req) {
+        return 0;
+    }
+    cur = sched_get(s_cur);
+    tick = sched_get(s_tick);
+    if (cur == NULL || cur == Py_None || tick == NULL || !PyLong_CheckExact(tick)
+            || sched_get(s_killing) != Py_False || sched_get(s_want_hub) != Py_False) {
+        return 0;
+    }
+    t = PyLong_AsLongLong(tick);
+    if (t == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    if ((t + 1) % hub_every == 0 || Py_SIZE(runq) == 0) {
+        return 0;                       /* the hub's turn, or nothing to switch to */
+    }
+    runnext = sched_get(s_runnext);
+    spawnq = sched_get(s_spawnq);
+    if (runnext == NULL || spawnq == NULL) {
+        return 0;
+    }
+    if (sched_get(s_new_turn) == Py_True && (runnext != Py_None || PyObject_Length(spawnq) != 0)) {
+        PyErr_Clear();
+        return 0;                       /* new goroutines' turn: _pick decides */
+    }
+    /* the head of the run queue must be started (it has a greenlet) */
+    g2 = PySequence_GetItem(runq, 0);
+    if (g2 == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    gr = PyObject_GetAttr(g2, str_gr);
+    Py_DECREF(g2);
+    if (gr == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    Py_DECREF(gr);
+    if (gr == Py_None) {
+        return 0;
+    }
+    *gp = cur;
+    *tickp = t + 1;
+    return 1;
+}
+
+/* Park g (queued on a wait queue `q` by the caller) and run the next
+ * goroutine; return park's value once g is resumed (a new reference), or
+ * NULL with the error it was woken with. Call only after park_possible said
+ * yes, with no Python code run since. */
+static PyObject *
+park_here(PyObject *g, PyObject *q, long long tick, PyObject *reason)
+{
+    PyObject *g2 = NULL, *gr = NULL, *o, *mv, *at, *id, *err, *v;
+    struct timespec ts;
+    int rc;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    o = PyFloat_FromDouble((double)ts.tv_sec + ts.tv_nsec * 1e-9);
+    if (o == NULL) {
+        return NULL;
+    }
+    rc = PyObject_SetAttr(g, str_waitq, q) < 0 || PyObject_SetAttr(g, str_status, int_waiting) < 0
+         || PyObject_SetAttr(g, str_reason, reason) < 0 || PyObject_SetAttr(g, str_since, o) < 0;
+    Py_DECREF(o);
+    if (rc) {
+        return NULL;
+    }
+    /* _schedule's common case: tick, take the runq head, make it current */
+    o = PyLong_FromLongLong(tick);
+    if (o == NULL || PyDict_SetItem(sched_dict, s_tick, o) < 0) {
+        Py_XDECREF(o);
+        return NULL;
+    }
+    Py_DECREF(o);
+    g2 = PyObject_CallOneArg(deque_popleft, runq);
+    if (g2 == NULL || PyDict_SetItem(sched_dict, s_new_turn, Py_True) < 0
+            || PyDict_SetItem(sched_dict, s_cur, g2) < 0
+            || PyObject_SetAttr(g2, str_status, int_running) < 0) {
+        goto fail;
+    }
+    mv = sched_get(s_running_mv);
+    at = sched_get(s_running_at);
+    id = PyObject_GetAttr(g2, str_id);
+    if (mv == NULL || at == NULL || id == NULL || PyObject_SetItem(mv, at, id) < 0) {
+        Py_XDECREF(id);
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_SystemError, "mpgo: scheduler state missing");
+        }
+        goto fail;
+    }
+    Py_DECREF(id);
+    gr = PyObject_GetAttr(g2, str_gr);
+    Py_CLEAR(g2);
+    if (gr == NULL) {
+        goto fail;
+    }
+    o = PyObject_CallMethodNoArgs(gr, str_switch);
+    Py_CLEAR(gr);
+    if (o == NULL) {
+        return NULL;                    /* thrown in (the run is being torn down) */
+    }
+    Py_DECREF(o);
+    /* resumed: park's tail */
+    if (PyObject_SetAttr(g, str_waitq, Py_None) < 0) {
+        return NULL;
+    }
+    err = PyObject_GetAttr(g, str_err);
+    if (err == NULL) {
+        return NULL;
+    }
+    if (err != Py_None) {
+        if (PyObject_SetAttr(g, str_err, Py_None) < 0) {
+            Py_DECREF(err);
+            return NULL;
+        }
+        PyErr_SetObject(PyExceptionInstance_Class(err), err);
+        Py_DECREF(err);
+        return NULL;
+    }
+    Py_DECREF(err);
+    v = PyObject_GetAttr(g, str_value);
+    return v;
+fail:
+    Py_XDECREF(g2);
+    Py_XDECREF(gr);
+    return NULL;
+}
+
+
+/* An unbuffered send with no receiver, or a full buffer: park in C.
+ * 1: done (*out: a new reference, park's value); 0: not here; -1: error. */
+static int
+chan_park_send(ChanObject *self, PyObject *v, PyObject **out)
+{
+    PyObject *g, *r, *stack[2];
+    long long tick;
+    Py_ssize_t n;
+    if (!chan_fast_ok(self) || self->closed || Py_SIZE(self->recvq) != 0) {
+        return 0;
+    }
+    if (self->cap > 0) {
+        n = PyObject_Length(self->buf);
+        if (n < 0) {
+            return -1;
+        }
+        if (n < self->cap) {
+            return 0;
+        }
+    }
+    if (!park_possible(&g, &tick)) {
+        return 0;
+    }
+    Py_INCREF(g);
+    stack[0] = self->sendq;
+    stack[1] = g;
+    if (PyObject_SetAttr(g, str_value, v) < 0
+            || (r = PyObject_Vectorcall(deque_append, stack, 2, NULL)) == NULL) {
+        Py_DECREF(g);
+        return -1;
+    }
+    Py_DECREF(r);
+    *out = park_here(g, self->sendq, tick, str_chan_send);
+    Py_DECREF(g);
+    return *out == NULL ? -1 : 1;
+}
+
+/* A receive from an empty channel with no sender: park in C.
+ * 1: *vp (new) and *okp (new) are the result; 2: woken with RETRY (the
+ * caller goes to Python); 0: not here; -1: error. */
+static int
+chan_park_recv(ChanObject *self, PyObject **vp, PyObject **okp)
+{
+    PyObject *g, *r, *stack[2];
+    long long tick;
+    Py_ssize_t n;
+    if (!chan_fast_ok(self) || self->closed || Py_SIZE(self->sendq) != 0) {
+        return 0;
+    }
+    n = PyObject_Length(self->buf);
+    if (n != 0) {
+        return n < 0 ? -1 : 0;
+    }
+    if (!park_possible(&g, &tick)) {
+        return 0;
+    }
+    Py_INCREF(g);
+    stack[0] = self->recvq;
+    stack[1] = g;
+    if ((r = PyObject_Vectorcall(deque_append, stack, 2, NULL)) == NULL) {
+        Py_DECREF(g);
+        return -1;
+    }
+    Py_DECREF(r);
+    r = park_here(g, self->recvq, tick, str_chan_receive);
+    if (r == NULL) {
+        Py_DECREF(g);
+        return -1;
+    }
+    if (r == retry_obj) {
+        Py_DECREF(r);
+        Py_DECREF(g);
+        return 2;
+    }
+    *okp = PyObject_GetAttr(g, str_ok);
+    Py_DECREF(g);
+    if (*okp == NULL) {
+        Py_DECREF(r);
+        return -1;
+    }
+    *vp = r;
+    return 1;
+}
+
 static PyObject *
 chan_send(PyObject *op, PyObject *v)
 {
@@ -849,6 +1125,21 @@ chan_send(PyObject *op, PyObject *v)
             PyObject *r = PyObject_Vectorcall(deque_append, stack, 2, NULL);
             if (r == NULL) {
                 return NULL;
+            }
+            Py_DECREF(r);
+            Py_RETURN_NONE;
+        }
+    }
+    {
+        PyObject *r = NULL;
+        int k = chan_park_send(self, v, &r);
+        if (k < 0) {
+            return NULL;
+        }
+        if (k > 0) {
+            if (r == retry_obj) {           /* promoted meanwhile: its own send */
+                Py_DECREF(r);
+                return PyObject_CallMethodOneArg(op, str_send, v);
             }
             Py_DECREF(r);
             Py_RETURN_NONE;
@@ -912,8 +1203,17 @@ static PyObject *
 chan_recv(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
     PyObject *v = chan_take((ChanObject *)op);
-    PyObject *pair;
+    PyObject *pair, *ok;
+    int k;
     if (v != NULL || PyErr_Occurred()) {
+        return v;
+    }
+    k = chan_park_recv((ChanObject *)op, &v, &ok);
+    if (k < 0) {
+        return NULL;
+    }
+    if (k == 1) {
+        Py_DECREF(ok);
         return v;
     }
     pair = recv_slow_pair(op);
@@ -937,6 +1237,19 @@ chan_recv_ok(PyObject *op, PyObject *Py_UNUSED(ignored))
     if (PyErr_Occurred()) {
         return NULL;
     }
+    {
+        PyObject *ok, *pair;
+        int k = chan_park_recv((ChanObject *)op, &v, &ok);
+        if (k < 0) {
+            return NULL;
+        }
+        if (k == 1) {
+            pair = PyTuple_Pack(2, v, ok);
+            Py_DECREF(v);
+            Py_DECREF(ok);
+            return pair;
+        }
+    }
     return PyObject_CallMethodNoArgs(op, str_recv_slow);
 }
 
@@ -951,7 +1264,21 @@ chan_iternext(PyObject *op)
 {
     PyObject *v = chan_take((ChanObject *)op);
     PyObject *pair, *ok;
+    int k;
     if (v != NULL || PyErr_Occurred()) {
+        return v;
+    }
+    k = chan_park_recv((ChanObject *)op, &v, &ok);
+    if (k < 0) {
+        return NULL;
+    }
+    if (k == 1) {
+        int t = PyObject_IsTrue(ok);
+        Py_DECREF(ok);
+        if (t <= 0) {
+            Py_DECREF(v);
+            return NULL;      /* StopIteration (t == 0) or an error */
+        }
         return v;
     }
     pair = recv_slow_pair(op);
@@ -1606,6 +1933,13 @@ chan_module_init(PyObject *m)
     int_runnable = PyLong_FromLong(1);       /* _sched.RUNNABLE */
 #define INTERN(var, text) if ((var = PyUnicode_InternFromString(text)) == NULL) return -1
     INTERN(s_last_turn, "_last_turn"); INTERN(s_turn_age, "TURN_AGE");
+    INTERN(s_cur, "_cur"); INTERN(s_tick, "_tick"); INTERN(s_want_hub, "_want_hub");
+    INTERN(s_new_turn, "_new_turn"); INTERN(s_runnext, "_runnext"); INTERN(s_spawnq, "_spawnq");
+    INTERN(s_killing, "_killing"); INTERN(s_running_mv, "_running_mv");
+    INTERN(s_running_at, "_running_at"); INTERN(str_gr, "gr"); INTERN(str_reason, "reason");
+    INTERN(str_since, "since"); INTERN(str_waitq, "waitq"); INTERN(str_err, "err");
+    INTERN(str_id, "id"); INTERN(str_switch, "switch"); INTERN(str_send, "send");
+    INTERN(str_chan_send, "chan send"); INTERN(str_chan_receive, "chan receive");
     INTERN(s_rsend_slow, "_rsend_slow"); INTERN(s_rrecv_slow, "_rrecv_slow");
     INTERN(s_rnext_slow, "_rnext_slow");
 #undef INTERN

@@ -162,7 +162,7 @@ else:
 
         def _on_init(ident: int) -> None:
             _sp.set_thread(ident)
-            _sp.set_sched(G, _sched._runq)
+            _sp.set_sched(G, _sched._runq, vars(_sched), RETRY)
         _sched.ON_INIT.append(_on_init)
         _sched.PREEMPT_SETTERS.append(_sp.set_preempt)
     except (ImportError, AttributeError):
