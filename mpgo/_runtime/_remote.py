@@ -123,11 +123,23 @@ def _frame_home(px: _Px, queue: Any, frame: list[Any]) -> None:
 
 
 def _to_home(w: Any, px: _Px, frame: list[Any]) -> None:
-    """Send a data frame to wherever the channel lives. Hub thread."""
+    """Send a data frame to wherever the channel lives. Hub thread.
+
+    The demand of a receiver whose channel is homed in this worker (pair
+    mode) is applied at once rather than through the link and the next hub
+    pass: a rendezvous waits on it (W5). It may overtake this worker's own
+    queued consumption and credited sends for the channel; demand never
+    depends on them (the home only learns of room or values later).
+    """
     if px.pending:
         px.outbox.append((None, frame))
+    elif frame[0] == _CH_DEMAND and px.home == w.wid and frame[1] in w.chome.chans:
+        w.chome.handle(w.wid, frame)
     else:
         w.send(px.home, frame)
+
+
+_CH_DEMAND = _wire.CH_DEMAND
 
 
 def _pre_flush(from_hub: bool) -> None:
