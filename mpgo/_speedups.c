@@ -681,6 +681,7 @@ static PyObject *str_recv_slow = NULL;
 static PyObject *g_type = NULL;
 static PyObject *runq = NULL;
 static PyObject *sched_dict = NULL;      /* vars(_sched) */
+static unsigned long long c_parks = 0;   /* parks done in C (tests read it) */
 static PyObject *retry_obj = NULL;       /* _chan.RETRY */
 static PyObject *int_running = NULL, *int_waiting = NULL;
 static long hub_every = 64;
@@ -691,6 +692,16 @@ static PyObject *s_cur, *s_tick, *s_want_hub, *s_new_turn, *s_runnext, *s_spawnq
 
 static PyObject *str_ok = NULL, *str_value = NULL, *str_status = NULL;
 static PyObject *int_runnable = NULL;
+
+PyDoc_STRVAR(c_park_count_doc,
+"c_park_count()\n--\n\n"
+"How many channel operations of this process parked in C (for tests).");
+
+static PyObject *
+sp_c_park_count(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+{
+    return PyLong_FromUnsignedLongLong(c_parks);
+}
 
 PyDoc_STRVAR(set_sched_doc,
 "set_sched(G, runq, sched_dict, retry, /)\n--\n\n"
@@ -978,6 +989,7 @@ park_here(PyObject *g, PyObject *q, long long tick, PyObject *reason)
     if (gr == NULL) {
         goto fail;
     }
+    c_parks++;
     o = PyObject_CallMethodNoArgs(gr, str_switch);
     Py_CLEAR(gr);
     if (o == NULL) {
@@ -1980,6 +1992,7 @@ static PyMethodDef sp_methods[] = {
     FASTCALL("set_thread", sp_set_thread, set_thread_doc),
     FASTCALL("set_preempt", sp_set_preempt, set_preempt_doc),
     FASTCALL("set_sched", sp_set_sched, set_sched_doc),
+    {"c_park_count", (PyCFunction)sp_c_park_count, METH_NOARGS, c_park_count_doc},
     FASTCALL("set_remote", sp_set_remote, set_remote_doc),
     FASTCALL("set_wire", sp_set_wire, set_wire_doc),
     {"wire_encode", (PyCFunction)sp_wire_encode, METH_O, wire_encode_doc},

@@ -409,6 +409,50 @@ def _alive(pid):
         return False
 
 
+def _recv_n(ch, n):
+    return [ch.recv() for _ in range(n)]
+
+
+def _send_n(ch, n):
+    for i in range(n):
+        ch.send(100 + i)
+
+
+def test_senders_and_recv_receivers_parked_in_c_survive_the_promotion():
+    # A send with no receiver and a recv() on an empty channel park in C when
+    # another started goroutine is runnable (mpgo/_speedups.c, "Parking in
+    # C"); promotion wakes them with RETRY and each must redo its operation
+    # on the promoted channel, losing nothing.
+    sp = pytest.importorskip("mpgo._speedups")
+
+    def main():
+        to_other, from_other = mpgo.Chan(), mpgo.Chan()
+        done = mpgo.Chan(2)
+        before = sp.c_park_count()
+
+        def receiver():
+            mpgo.gosched()            # started, so the other may switch to it
+            done.send(sorted(from_other.recv() for _ in range(3)))
+
+        def sender():
+            mpgo.gosched()
+            for i in range(3):
+                to_other.send(i)      # unbuffered, nobody receives yet: parks
+            done.send("sent")
+        mpgo.go_local(receiver)
+        mpgo.go_local(sender)
+        mpgo.sleep(0.05)              # both are parked on local channels
+        parked_in_c = sp.c_park_count() - before
+        got = go_on(1, _recv_n, to_other, 3)      # shipping them promotes both
+        go_on(1, _send_n, from_other, 3)
+        outcome = sorted([done.recv(), done.recv()], key=str)
+        return parked_in_c, got.join(), outcome
+    parked_in_c, got, outcome = mpgo.run(main, workers=2)
+    assert parked_in_c >= 1, "nothing parked in C: the test no longer covers that path"
+    assert got == [0, 1, 2]
+    assert outcome == [[100, 101, 102], "sent"]
+
+
 def test_goroutines_parked_on_a_local_channel_survive_its_promotion():
     # regression: a receiver parked on a local channel that got promoted
     # (captured by a goroutine shipped to another worker) got raw bytes
