@@ -206,7 +206,7 @@ class RemoteChan(Chan):
                 px.want_sent = True
                 _to_home(w, px, [_wire.CH_WANT, px.cid])
                 # The request and the values sent so far leave now: the grant
-                # must come back before the other half of the credit is spent.
+                # must come back before the rest of the credit is spent.
                 w.link.flush()
             return
         _move_now(w, px)
