@@ -342,6 +342,23 @@ def park(reason: str) -> Any:
     return g.value
 
 
+def park_unless_ready(reason: str) -> Any:
+    """`park`, unless the calling goroutine was made runnable while it ran (a
+    channel homed in this worker answered its demand at once): then it is
+    taken back off the run queue and gets what it was readied with, without
+    a switch. Any goroutine."""
+    g = _cur
+    if g is None or g.status != RUNNABLE:
+        return park(reason)
+    _runq.remove(g)
+    g.status = RUNNING
+    err = g.err
+    if err is not None:
+        g.err = None
+        raise err
+    return g.value
+
+
 def gosched() -> None:
     """Yield to the other runnable goroutines of this worker. Any goroutine."""
     g = current()

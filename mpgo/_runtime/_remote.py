@@ -134,7 +134,10 @@ def _to_home(w: Any, px: _Px, frame: list[Any]) -> None:
     if px.pending:
         px.outbox.append((None, frame))
     elif frame[0] == _CH_DEMAND and px.home == w.wid and frame[1] in w.chome.chans:
-        w.chome.handle(w.wid, frame)
+        home = w.chome
+        home.handle(w.wid, frame)
+        if home.out and _sched._cur is not None:
+            home.flush_deliveries()     # what it released reaches the receivers now
     else:
         w.send(px.home, frame)
 
@@ -213,6 +216,10 @@ class RemoteChan(Chan):
         g = _sched._cur
         t = w.ticket(g)
         _to_home(w, px, [_wire.CH_SEND, px.cid, t, b])
+        if px.home != w.wid and not _sched.has_runnable():
+            # nothing else would ride in this message: it leaves now, not
+            # after a park and a hub turn (a rendezvous waits on it)
+            w.link.flush()
         credit = _sched.park("chan send")
         if credit > 0:
             px.credits += credit
@@ -261,7 +268,9 @@ class RemoteChan(Chan):
             px.asked += need
             px.spec_asked += ds
             _to_home(w, px, [_wire.CH_DEMAND, px.cid, need, ds])
-        r = _sched.park("chan receive")
+        # a home in this worker may have served the demand at once (a sender
+        # was waiting): then the value is here and there is nothing to wait for
+        r = _sched.park_unless_ready("chan receive")
         g.waitq = None  # type: ignore[union-attr]
         if r is _DRAINED:
             return None, False
