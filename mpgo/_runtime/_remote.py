@@ -98,7 +98,9 @@ def _move(px: _Px, queue: Any) -> None:
     c = px.consumed - px.reported
     if c:
         px.reported += c
-        _frame_home(px, queue, [_wire.CH_CONSUMED, px.cid, c])
+        if px.cap:
+            # (an unbuffered channel holds nothing: its home has no use for it)
+            _frame_home(px, queue, [_wire.CH_CONSUMED, px.cid, c])
     if px.forgotten == 1:
         # The object died: what it held (prefetched values, unused credit) goes
         # back to the home, then the broker hears this worker let go.
@@ -565,9 +567,10 @@ def _h_deliver(src: int, f: list[Any]) -> None:
             served += 1
             _sched.ready(g, v)
         px.cache.extend(vals[served:] if served else vals)
+        if served and px.cap:
+            _dirty.add(px)          # consumption to report
     else:
         px.cache.extend(vals)
-    _dirty.add(px)
     excess = min(served - ncommitted, px.asked)
     if excess > 0:
         # Parked receivers took prefetched values: the committed demand they
