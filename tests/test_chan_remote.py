@@ -957,6 +957,44 @@ def flood(ch, progress, n):
 
 
 @pytest.mark.timeout(60)
+def test_a_receiver_that_finds_the_sender_waiting_at_its_home_takes_values_in_order():
+    # Unbuffered, pair mode: the channel is homed at the receiver's worker, and
+    # the receiver comes late, so the sender's blocking send is already queued
+    # there (Home.take_waiting_sender: the value is taken at once). Each send
+    # still returns only after its value was taken, and nothing is reordered.
+    n = 100
+
+    def main():
+        from mpgo._runtime import _worker
+        home = _worker.W.chome
+        taken = [0]
+        take = home.take_waiting_sender
+
+        def counting(cid):
+            v = take(cid)
+            taken[0] += v is not None
+            return v
+        home.take_waiting_sender = counting
+        ch, progress = mpgo.Chan(), mpgo.Chan(n + 10)
+        g = on(1, flood, ch, progress, n)
+        got, ahead = [], []
+        for k in range(n):
+            mpgo.sleep(0.001)         # come late: the sender waits at the home
+            done = poll(progress, 0.0005)   # sends completed so far (reports that came)
+            if done:
+                ahead.append((max(done), k))
+            got.append(ch.recv())
+        return got, ahead, taken[0], g.join()
+    got, ahead, taken, where = mpgo.run(main, workers=2)
+    assert where == 1
+    assert got == list(range(n))
+    over = [(d, k) for d, k in ahead if d > k]
+    assert not over, f"a send returned before its value was taken: (completed, received) {over[:5]}"
+    assert len(ahead) > n // 2, "progress reports never came: the check above saw nothing"
+    assert taken > n // 2, f"the fast path served only {taken} of {n}: the test no longer covers it"
+
+
+@pytest.mark.timeout(60)
 def test_slow_consumer_blocks_producer_in_other_worker():
     cap, n = 16, 200
 

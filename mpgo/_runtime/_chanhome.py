@@ -258,6 +258,17 @@ class Home:
         self.send(w, [_wire.CH_SENT, ticket, self._grant(c, w) if c.cap else 0, False])
         return v
 
+    def take_waiting_sender(self, cid: int) -> bytes | None:
+        """A receive by this home's own worker on unbuffered channel cid, when
+        a plain blocked send is first in line and no receiver waits: Go's
+        receive from a waiting sender (`recv` in chan.go). The sender is
+        answered, its value returned; None (nothing done) otherwise."""
+        c = self.chans.get(cid)
+        if c is None or c.cap or c.closed or c.recvq or not c.sendq \
+                or type(c.sendq[0]) is not tuple:
+            return None
+        return self._take_sender(c, False)
+
     def _grant(self, c: BChan, w: int) -> int:
         """Credit for worker w: about half the capacity while free allows."""
         n = min(c.free(), max(1, c.cap // 2))

@@ -254,6 +254,12 @@ class RemoteChan(Chan):
             return None, False
         w = _worker.W
         assert w is not None
+        if not px.cap and px.home == w.wid and not px.pending and not px.recvq:
+            # homed here with a sender already waiting: take its value at once
+            # (no demand to register, no delivery to batch, no park)
+            v = w.chome.take_waiting_sender(px.cid)
+            if v is not None:
+                return _wire.decode(v), True
         g = _sched._cur
         px.recvq.append(g)  # type: ignore[arg-type]
         g.waitq = px.recvq  # type: ignore[union-attr]
