@@ -460,8 +460,11 @@ class Worker(_sched.Hooks):
             self.in_poll = False
             add(self.off_epoch, 1)
             _arena.clear_idle(self.wid)
+        fired = False
         for fd, ev in events:
-            if fd == self.death_fd:
+            if fd == self.link.fd:
+                fired = True
+            elif fd == self.death_fd:
                 self.exiting = True
                 os._exit(0)         # the supervisor is gone: no orphans (P14)
             elif fd == self.wake_r:
@@ -469,14 +472,14 @@ class Worker(_sched.Hooks):
                     os.read(self.wake_r, 512)
                 except BlockingIOError:
                     pass
-            elif fd != self.link.fd:
+            else:
                 self.io.on_event(fd, ev)
-        self.read_messages()
+        self.read_messages(likely=fired)
         return True
 
     # -- messages --------------------------------------------------------------
 
-    def read_messages(self) -> None:
+    def read_messages(self, likely: bool = False) -> None:
         """Handle every waiting message; what the handlers answered leaves now.
 
         The answers (credit, values for a parked receiver, a select's outcome)
@@ -489,7 +492,7 @@ class Worker(_sched.Hooks):
             # grant made for a request read below counts every slot freed so far.
             # Frames for other workers stay queued: they leave with the answers.
             link.flush_local()
-        for msg in link.recv_all():
+        for msg in link.recv_all(likely=likely):
             self.dispatch(msg)
         if link.queue:
             self.flush(force=True)
