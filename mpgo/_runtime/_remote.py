@@ -214,7 +214,8 @@ class RemoteChan(Chan):
                 # must come back before the rest of the credit is spent.
                 w.link.flush()
             return
-        _move_now(w, px)
+        if px.cap:
+            _move_now(w, px)        # credited sends go first (an unbuffered px owes nothing)
         g = _sched._cur
         t = w.ticket(g)
         _to_home(w, px, [_wire.CH_SEND, px.cid, t, b])
@@ -263,7 +264,8 @@ class RemoteChan(Chan):
         g = _sched._cur
         px.recvq.append(g)  # type: ignore[arg-type]
         g.waitq = px.recvq  # type: ignore[union-attr]
-        _move_now(w, px)                 # report consumption before parking
+        if px.cap:
+            _move_now(w, px)             # report consumption before parking
         need = len(px.recvq) - px.asked
         ds = 0
         if px.cap:
