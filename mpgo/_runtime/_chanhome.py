@@ -122,6 +122,9 @@ class Home:
     def __init__(self, me: int, send: Callable[[int, list[Any]], None]) -> None:
         self.me = me
         self._out = send
+        # A worker's home hands an unbuffered value to its own parked receiver
+        # directly (cid, value) -> taken; None in the supervisor.
+        self.local_give: Callable[[int, bytes], bool] | None = None
         self.chans: dict[int, BChan] = {}
         self.pending: dict[int, list[tuple[int, list[Any]]]] = {}   # cid -> frames before PROMOTE
         self.out: dict[tuple[int, int], list[Any]] = {}              # (w, cid) -> [values, ncommitted]
@@ -221,6 +224,9 @@ class Home:
             r.n -= 1
             if r.n == 0:
                 c.recvq.popleft()
+            if (not c.cap and r.w == self.me and self.local_give is not None
+                    and (r.w, c.cid) not in self.out and self.local_give(c.cid, v)):
+                return          # Go's send to a waiting receiver: no batch, no frame
             self.deliver(r.w, c, v, True)
         else:
             c.recvq.popleft()

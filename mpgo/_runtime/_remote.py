@@ -588,6 +588,18 @@ def _h_deliver(src: int, f: list[Any]) -> None:
         _to_home(_worker.W, px, [_wire.CH_DEMAND, px.cid, -excess, 0])
 
 
+def _local_give(cid: int, v: bytes) -> bool:
+    """An unbuffered value for a receiver parked in this worker, from the
+    channel's home here (the one-value case of `_h_deliver`). Hub thread."""
+    px = _px_of(cid)
+    if px is None or not px.recvq:
+        return False
+    g = px.recvq.popleft()
+    px.asked = max(0, px.asked - 1)
+    _sched.ready(g, v)
+    return True
+
+
 @handler(_wire.CH_RECALL)
 def _h_recall(src: int, f: list[Any]) -> None:
     w = _worker.W
@@ -819,6 +831,7 @@ def _on_run_start() -> None:
         w.link.pre_flush = _pre_flush
         w.link.pre_pending = _pre_pending
         w.chome = Home(w.wid, _home_out)
+        w.chome.local_give = _local_give
         w.revoking = {}
         w.fences = {}
         w.moving = {}
@@ -840,6 +853,7 @@ def install(w: Any) -> None:
     w.link.pre_flush = _pre_flush
     w.link.pre_pending = _pre_pending
     w.chome = Home(w.wid, _home_out)
+    w.chome.local_give = _local_give
     w.revoking = {}
     w.fences = {}
     w.moving = {}
