@@ -1517,32 +1517,31 @@ wire_decode_scalar(PyObject *b)
     }
 }
 
+/* What the C scalar codec returned for arg (`r`, NULL without an exception
+ * when it does not handle it), else the Python codec `fn` set by set_wire. */
 static PyObject *
-wire_encode_impl(PyObject *v)
+wire_or_py(PyObject *r, PyObject *fn, PyObject *arg)
 {
-    PyObject *b = wire_encode_scalar(v);
-    if (b != NULL || PyErr_Occurred()) {
-        return b;
+    if (r != NULL || PyErr_Occurred()) {
+        return r;
     }
-    if (wire_encode_py == NULL) {
+    if (fn == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "mpgo._speedups: set_wire was not called");
         return NULL;
     }
-    return PyObject_CallOneArg(wire_encode_py, v);
+    return PyObject_CallOneArg(fn, arg);
+}
+
+static PyObject *
+wire_encode_impl(PyObject *v)
+{
+    return wire_or_py(wire_encode_scalar(v), wire_encode_py, v);
 }
 
 static PyObject *
 wire_decode_impl(PyObject *b)
 {
-    PyObject *v = wire_decode_scalar(b);
-    if (v != NULL || PyErr_Occurred()) {
-        return v;
-    }
-    if (wire_decode_py == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "mpgo._speedups: set_wire was not called");
-        return NULL;
-    }
-    return PyObject_CallOneArg(wire_decode_py, b);
+    return wire_or_py(wire_decode_scalar(b), wire_decode_py, b);
 }
 
 PyDoc_STRVAR(wire_encode_doc,

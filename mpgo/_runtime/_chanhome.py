@@ -157,26 +157,19 @@ class Home:
         self._out(w, frame)
 
     def deliver(self, w: int, c: BChan, v: bytes, committed: bool) -> None:
-        key = (w, c.cid)
-        c.active[w] = _monotonic()
-        e = self.out.get(key)
-        if e is None:
-            e = self.out[key] = [[], 0]
-        e[0].append(v)
-        if committed:
-            e[1] += 1
-        if c.cap:
-            c.held[w] = c.held.get(w, 0) + 1
+        self.deliver_many(w, c, [v], 1 if committed else 0)
 
-    def deliver_many(self, w: int, c: BChan, vals: list[bytes]) -> None:
-        """`deliver` of several speculative (uncommitted) values at once."""
+    def deliver_many(self, w: int, c: BChan, vals: list[bytes], ncommitted: int = 0) -> None:
+        """Batch values for worker w's receivers (the first `ncommitted` of
+        them for receivers parked there); `flush_deliveries` sends them."""
         key = (w, c.cid)
         c.active[w] = _monotonic()
         e = self.out.get(key)
         if e is None:
-            self.out[key] = [vals, 0]
+            self.out[key] = [vals, ncommitted]
         else:
             e[0].extend(vals)
+            e[1] += ncommitted
         if c.cap:
             c.held[w] = c.held.get(w, 0) + len(vals)
 

@@ -828,13 +828,7 @@ def _on_run_start() -> None:
     if w is not None:
         if _set_remote is not None:
             _set_remote(_dirty, vars(_sched), w.run, _Px)
-        w.link.pre_flush = _pre_flush
-        w.link.pre_pending = _pre_pending
-        w.chome = Home(w.wid, _home_out)
-        w.chome.local_give = _local_give
-        w.revoking = {}
-        w.fences = {}
-        w.moving = {}
+        _fresh(w)
 
 
 def _flush_home() -> None:
@@ -847,9 +841,8 @@ def _flush_home() -> None:
         w.chome.flush_deliveries()
 
 
-def install(w: Any) -> None:
-    w.on_run_start.append(_on_run_start)
-    w.on_flush.append(_flush_home)
+def _fresh(w: Any) -> None:
+    """This module's hooks on w's link and an empty channel state (a run's start)."""
     w.link.pre_flush = _pre_flush
     w.link.pre_pending = _pre_pending
     w.chome = Home(w.wid, _home_out)
@@ -857,6 +850,12 @@ def install(w: Any) -> None:
     w.revoking = {}
     w.fences = {}
     w.moving = {}
+
+
+def install(w: Any) -> None:
+    w.on_run_start.append(_on_run_start)
+    w.on_flush.append(_flush_home)
+    _fresh(w)
 
 
 _worker.ON_WORKER_START.append(install)

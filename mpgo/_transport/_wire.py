@@ -139,13 +139,11 @@ def new_token() -> bytes:
 
 
 def pack_message(token: bytes, src: int, run: int, frames: list[Any],
-                 packer: msgpack.Packer | None = None) -> bytes:
+                 packer: msgpack.Packer) -> bytes:
     """One message carrying every frame for one destination: [src, run, frame...].
 
-    `packer` (a `message_packer()`) saves allocating one per message; whoever
-    passes one keeps it to one thread at a time."""
-    if packer is None:
-        return token + msgpack.packb([src, run, *frames], use_bin_type=True)
+    `packer` is a `message_packer()` (reused: `packb` would allocate one per
+    message); whoever passes one keeps it to one thread at a time."""
     return token + packer.pack([src, run, *frames])
 
 
