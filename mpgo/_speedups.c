@@ -12,7 +12,8 @@
  *      fetch_or, fetch_and)
  *   3. Sync fast paths: MutexBase, AtomicBase (subclassed by mpgo/_sync.py)
  *   4. Channel fast path: ChanBase (subclassed by mpgo/_core/_chan.py)
- *   5. Module definition
+ *   5. Messages in C: libzmq calls on pyzmq's sockets, the frame codec
+ *   6. Module definition
  *
  * Conventions
  *   - Module functions use METH_FASTCALL and take positional arguments only;
@@ -35,6 +36,8 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <dlfcn.h>
+#include <errno.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -1966,7 +1969,619 @@ chan_module_init(PyObject *m)
 }
 
 /* ======================================================================
- * 5. Module definition
+ * 5. Messages in C: libzmq calls on pyzmq's sockets, and the frame codec
+ *
+ * A hop between workers (W5) is a few µs of work in libzmq and much more
+ * in the Python layers around it: pyzmq's send/recv/getsockopt (an enum
+ * built per getsockopt, the GIL released and taken back around each call)
+ * and msgpack's unpackb/Packer. Here the same libzmq functions are called
+ * on the same sockets (pyzmq's `Socket.underlying`, the address of the
+ * libzmq socket, documented for exactly this use), with the GIL held: a
+ * non-blocking call on a PUSH with no high-water mark or a PULL never
+ * waits. The functions are found with dlsym in the very libzmq that pyzmq
+ * loaded (zmq_bind is given the path of pyzmq's extension module, opened
+ * RTLD_NOLOAD: nothing new is loaded). When that fails, mpgo uses pyzmq.
+ *
+ * wire_pack / wire_split write and read one message, token + msgpack of
+ * [src, run, frame...], byte for byte as msgpack's Packer(use_bin_type=True)
+ * writes it. What the codec here does not handle (a type other than int,
+ * float, bool, None, str, bytes, list, tuple, dict; an int beyond 64 bits;
+ * an ext type; a malformed message) goes to the Python functions set with
+ * set_split, which hold the whole format and its errors.
+ * ====================================================================== */
+
+typedef struct { unsigned char _[64]; } __attribute__((aligned(sizeof(void *)))) zmsg_t;
+
+static int (*z_msg_init)(zmsg_t *) = NULL;
+static int (*z_msg_recv)(zmsg_t *, void *, int) = NULL;
+static void *(*z_msg_data)(zmsg_t *) = NULL;
+static size_t (*z_msg_size)(const zmsg_t *) = NULL;
+static int (*z_msg_close)(zmsg_t *) = NULL;
+static int (*z_send)(void *, const void *, size_t, int) = NULL;
+static int (*z_getsockopt)(void *, int, void *, size_t *) = NULL;
+static int (*z_errno)(void) = NULL;
+static int z_bound = 0;
+
+#define Z_DONTWAIT 1            /* ZMQ_DONTWAIT */
+#define Z_EVENTS 15             /* ZMQ_EVENTS */
+
+PyDoc_STRVAR(zmq_bind_doc,
+"zmq_bind(path, /) -> bool\n--\n\n"
+"Find the libzmq functions through the already loaded module at path\n"
+"(pyzmq's backend extension). True when zsend/zrecv/zevents may be used.");
+
+static PyObject *
+sp_zmq_bind(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    const char *path;
+    void *h;
+    CHECK_NARGS("zmq_bind", 1);
+    path = PyUnicode_AsUTF8(args[0]);
+    if (path == NULL) {
+        return NULL;
+    }
+    h = dlopen(path, RTLD_LAZY | RTLD_NOLOAD);
+    if (h == NULL) {
+        Py_RETURN_FALSE;
+    }
+    /* dlsym on a handle searches that object and what it was linked with */
+    *(void **)&z_msg_init = dlsym(h, "zmq_msg_init");
+    *(void **)&z_msg_recv = dlsym(h, "zmq_msg_recv");
+    *(void **)&z_msg_data = dlsym(h, "zmq_msg_data");
+    *(void **)&z_msg_size = dlsym(h, "zmq_msg_size");
+    *(void **)&z_msg_close = dlsym(h, "zmq_msg_close");
+    *(void **)&z_send = dlsym(h, "zmq_send");
+    *(void **)&z_getsockopt = dlsym(h, "zmq_getsockopt");
+    *(void **)&z_errno = dlsym(h, "zmq_errno");
+    z_bound = z_msg_init && z_msg_recv && z_msg_data && z_msg_size && z_msg_close
+              && z_send && z_getsockopt && z_errno;
+    /* the handle stays open: pyzmq holds the library for the process's life */
+    return PyBool_FromLong(z_bound);
+}
+
+static void *
+z_handle(PyObject *h)
+{
+    void *s;
+    if (!z_bound) {
+        PyErr_SetString(PyExc_RuntimeError, "mpgo._speedups: zmq_bind did not succeed");
+        return NULL;
+    }
+    s = PyLong_AsVoidPtr(h);
+    if (s == NULL && !PyErr_Occurred()) {
+        PyErr_SetString(PyExc_ValueError, "mpgo._speedups: a closed socket (handle 0)");
+    }
+    return s;
+}
+
+PyDoc_STRVAR(zsend_doc,
+"zsend(handle, data, /) -> int\n--\n\n"
+"zmq_send(handle, data, DONTWAIT): 0, or the errno of the failure.\n"
+"handle is a live socket's `underlying`; data bytes.");
+
+static PyObject *
+sp_zsend(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    void *s;
+    CHECK_NARGS("zsend", 2);
+    if (!PyBytes_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "zsend: data must be bytes");
+        return NULL;
+    }
+    s = z_handle(args[0]);
+    if (s == NULL) {
+        return NULL;
+    }
+    if (z_send(s, PyBytes_AS_STRING(args[1]), (size_t)PyBytes_GET_SIZE(args[1]),
+               Z_DONTWAIT) < 0) {
+        return PyLong_FromLong(z_errno());
+    }
+    return PyLong_FromLong(0);
+}
+
+PyDoc_STRVAR(zrecv_doc,
+"zrecv(handle, /) -> bytes | None | int\n--\n\n"
+"zmq_msg_recv(handle, DONTWAIT): the message, None when none is waiting,\n"
+"or the errno of another failure.");
+
+static PyObject *
+sp_zrecv(PyObject *Py_UNUSED(module), PyObject *h)
+{
+    zmsg_t msg;
+    PyObject *out;
+    void *s = z_handle(h);
+    if (s == NULL) {
+        return NULL;
+    }
+    z_msg_init(&msg);
+    if (z_msg_recv(&msg, s, Z_DONTWAIT) < 0) {
+        int e = z_errno();
+        z_msg_close(&msg);
+        if (e == EAGAIN) {
+            Py_RETURN_NONE;
+        }
+        return PyLong_FromLong(e);
+    }
+    out = PyBytes_FromStringAndSize((const char *)z_msg_data(&msg),
+                                    (Py_ssize_t)z_msg_size(&msg));
+    z_msg_close(&msg);
+    return out;
+}
+
+PyDoc_STRVAR(zevents_doc,
+"zevents(handle, /) -> int\n--\n\n"
+"getsockopt(ZMQ_EVENTS): the POLLIN/POLLOUT bits, or -errno on failure.");
+
+static PyObject *
+sp_zevents(PyObject *Py_UNUSED(module), PyObject *h)
+{
+    int ev = 0;
+    size_t sz = sizeof ev;
+    void *s = z_handle(h);
+    if (s == NULL) {
+        return NULL;
+    }
+    if (z_getsockopt(s, Z_EVENTS, &ev, &sz) < 0) {
+        return PyLong_FromLong(-z_errno());
+    }
+    return PyLong_FromLong(ev);
+}
+
+/* -- the frame codec ---------------------------------------------------- */
+
+static PyObject *split_py = NULL;     /* _wire._split_py */
+static PyObject *pack_py = NULL;      /* _wire._pack_message_py */
+
+#define WIRE_DEPTH 32                 /* deeper nesting goes to Python */
+
+typedef struct {
+    unsigned char *p;
+    Py_ssize_t len, cap;
+} wbuf;
+
+static int
+wb_reserve(wbuf *b, Py_ssize_t n)
+{
+    if (b->len + n > b->cap) {
+        Py_ssize_t cap = b->cap * 2;
+        unsigned char *p;
+        if (cap < b->len + n) {
+            cap = b->len + n;
+        }
+        p = PyMem_Realloc(b->p, (size_t)cap);
+        if (p == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    return 0;
+}
+
+/* a type byte and an n-byte big-endian length or value */
+static int
+wb_head(wbuf *b, unsigned char t, uint64_t v, int n)
+{
+    if (wb_reserve(b, 1 + n) < 0) {
+        return -1;
+    }
+    b->p[b->len] = t;
+    put_be(b->p + b->len + 1, v, n);
+    b->len += 1 + n;
+    return 0;
+}
+
+/* a length header: the fix form when fix != 0 and n <= fixmax, else the
+ * narrowest of t8 (0: none), t16, t32; 1 when n does not fit in 32 bits */
+static int
+wb_len_head(wbuf *b, uint64_t n, unsigned char fix, uint64_t fixmax,
+            unsigned char t8, unsigned char t16, unsigned char t32)
+{
+    if (fix && n <= fixmax) {
+        return wb_head(b, (unsigned char)(fix | n), 0, 0);
+    }
+    if (t8 && n < 256) {
+        return wb_head(b, t8, n, 1);
+    }
+    if (n < 65536) {
+        return wb_head(b, t16, n, 2);
+    }
+    if (n > 0xffffffffULL) {
+        return 1;
+    }
+    return wb_head(b, t32, n, 4);
+}
+
+/* 0 written, 1 not a case handled here (b is left to be discarded), -1 error */
+static int
+wire_pack_obj(wbuf *b, PyObject *v, int depth)
+{
+    PyTypeObject *t = Py_TYPE(v);
+    if (depth > WIRE_DEPTH) {
+        return 1;
+    }
+    if (t == &PyLong_Type) {
+        int overflow;
+        long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (overflow > 0) {
+            unsigned long long u = PyLong_AsUnsignedLongLong(v);
+            if (u == (unsigned long long)-1 && PyErr_Occurred()) {
+                PyErr_Clear();
+                return 1;
+            }
+            return wb_head(b, 0xcf, u, 8);
+        }
+        if (overflow < 0 || (x == -1 && PyErr_Occurred())) {
+            PyErr_Clear();
+            return 1;
+        }
+        if (x >= 0) {
+            if (x < 128) return wb_head(b, (unsigned char)x, 0, 0);
+            if (x < 256) return wb_head(b, 0xcc, (uint64_t)x, 1);
+            if (x < 65536) return wb_head(b, 0xcd, (uint64_t)x, 2);
+            if (x < 4294967296LL) return wb_head(b, 0xce, (uint64_t)x, 4);
+            return wb_head(b, 0xcf, (uint64_t)x, 8);
+        }
+        if (x >= -32) return wb_head(b, (unsigned char)(x & 0xff), 0, 0);
+        if (x >= -128) return wb_head(b, 0xd0, (uint64_t)x, 1);
+        if (x >= -32768) return wb_head(b, 0xd1, (uint64_t)x, 2);
+        if (x >= -2147483648LL) return wb_head(b, 0xd2, (uint64_t)x, 4);
+        return wb_head(b, 0xd3, (uint64_t)x, 8);
+    }
+    if (v == Py_None || v == Py_True || v == Py_False) {
+        return wb_head(b, v == Py_None ? 0xc0 : v == Py_True ? 0xc3 : 0xc2, 0, 0);
+    }
+    if (t == &PyBytes_Type || t == &PyUnicode_Type) {
+        const char *data;
+        Py_ssize_t n;
+        int r;
+        if (t == &PyBytes_Type) {
+            data = PyBytes_AS_STRING(v);
+            n = PyBytes_GET_SIZE(v);
+            r = wb_len_head(b, (uint64_t)n, 0, 0, 0xc4, 0xc5, 0xc6);
+        } else {
+            data = PyUnicode_AsUTF8AndSize(v, &n);
+            if (data == NULL) {             /* surrogates: msgpack's error, in Python */
+                PyErr_Clear();
+                return 1;
+            }
+            r = wb_len_head(b, (uint64_t)n, 0xa0, 31, 0xd9, 0xda, 0xdb);
+        }
+        if (r != 0) {
+            return r;
+        }
+        if (wb_reserve(b, n) < 0) {
+            return -1;
+        }
+        memcpy(b->p + b->len, data, (size_t)n);
+        b->len += n;
+        return 0;
+    }
+    if (t == &PyList_Type || t == &PyTuple_Type) {
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(v);
+        int r = wb_len_head(b, (uint64_t)n, 0x90, 15, 0, 0xdc, 0xdd);
+        if (r != 0) {
+            return r;
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            /* a list may change under a callback: none runs here (exact types only) */
+            r = wire_pack_obj(b, PySequence_Fast_GET_ITEM(v, i), depth + 1);
+            if (r != 0) {
+                return r;
+            }
+        }
+        return 0;
+    }
+    if (t == &PyFloat_Type) {
+        union { double d; uint64_t u; } cv;
+        cv.d = PyFloat_AS_DOUBLE(v);
+        return wb_head(b, 0xcb, cv.u, 8);
+    }
+    if (t == &PyDict_Type) {
+        Py_ssize_t pos = 0;
+        PyObject *k, *x;
+        int r = wb_len_head(b, (uint64_t)PyDict_GET_SIZE(v), 0x80, 15, 0, 0xde, 0xdf);
+        if (r != 0) {
+            return r;
+        }
+        while (PyDict_Next(v, &pos, &k, &x)) {
+            r = wire_pack_obj(b, k, depth + 1);
+            if (r == 0) {
+                r = wire_pack_obj(b, x, depth + 1);
+            }
+            if (r != 0) {
+                return r;
+            }
+        }
+        return 0;
+    }
+    return 1;
+}
+
+PyDoc_STRVAR(wire_pack_doc,
+"wire_pack(token, src, run, frames, packer, /) -> bytes\n--\n\n"
+"_wire.pack_message: token + msgpack of [src, run, *frames]; what the C\n"
+"codec does not handle goes to set_split's pack function (with packer).");
+
+static PyObject *
+sp_wire_pack(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    wbuf b;
+    PyObject *token, *frames, *out = NULL;
+    Py_ssize_t nf, tn;
+    int r;
+    CHECK_NARGS("wire_pack", 5);
+    token = args[0];
+    frames = args[3];
+    if (!PyBytes_CheckExact(token) || !PyList_CheckExact(frames)
+            || Py_TYPE(args[1]) != &PyLong_Type || Py_TYPE(args[2]) != &PyLong_Type) {
+        goto python;
+    }
+    tn = PyBytes_GET_SIZE(token);
+    nf = PyList_GET_SIZE(frames);
+    b.cap = 256;
+    b.len = 0;
+    b.p = PyMem_Malloc((size_t)b.cap);
+    if (b.p == NULL) {
+        return PyErr_NoMemory();
+    }
+    r = wb_reserve(&b, tn);
+    if (r == 0) {
+        memcpy(b.p, PyBytes_AS_STRING(token), (size_t)tn);
+        b.len = tn;
+        r = wb_len_head(&b, (uint64_t)(nf + 2), 0x90, 15, 0, 0xdc, 0xdd);
+    }
+    if (r == 0) {
+        r = wire_pack_obj(&b, args[1], 0);
+    }
+    if (r == 0) {
+        r = wire_pack_obj(&b, args[2], 0);
+    }
+    for (Py_ssize_t i = 0; r == 0 && i < nf; i++) {
+        r = wire_pack_obj(&b, PyList_GET_ITEM(frames, i), 1);
+    }
+    if (r == 0) {
+        out = PyBytes_FromStringAndSize((const char *)b.p, b.len);
+    }
+    PyMem_Free(b.p);
+    if (r <= 0) {
+        return out;             /* the message, or NULL with the error set */
+    }
+python:
+    if (pack_py == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "mpgo._speedups: set_split was not called");
+        return NULL;
+    }
+    return PyObject_Vectorcall(pack_py, args, 5, NULL);
+}
+
+/* One msgpack item from *pp (< end): a new reference, or NULL. NULL with an
+ * exception set only on memory errors; without one when the item is not a
+ * case handled here (the caller hands the message to Python). */
+static PyObject *
+wire_unpack_obj(const unsigned char **pp, const unsigned char *end, int depth)
+{
+    const unsigned char *p = *pp;
+    unsigned char c;
+    Py_ssize_t n;
+    int kind;                   /* 0 str, 1 bin, 2 array, 3 map */
+    PyObject *out;
+    if (p >= end || depth > WIRE_DEPTH) {
+        return NULL;
+    }
+    c = *p++;
+    if (c < 0x80) {
+        *pp = p;
+        return PyLong_FromLong(c);
+    }
+    if (c >= 0xe0) {
+        *pp = p;
+        return PyLong_FromLong((long)(signed char)c);
+    }
+    if (c >= 0xa0 && c < 0xc0) { kind = 0; n = c & 0x1f; goto sized; }
+    if (c >= 0x90 && c < 0xa0) { kind = 2; n = c & 0x0f; goto sized; }
+    if (c >= 0x80 && c < 0x90) { kind = 3; n = c & 0x0f; goto sized; }
+    switch (c) {
+    case 0xc0: *pp = p; return Py_NewRef(Py_None);
+    case 0xc2: *pp = p; return Py_NewRef(Py_False);
+    case 0xc3: *pp = p; return Py_NewRef(Py_True);
+    case 0xcc: case 0xcd: case 0xce: case 0xcf: {
+        int w = 1 << (c - 0xcc);
+        if (end - p < w) {
+            return NULL;
+        }
+        *pp = p + w;
+        return PyLong_FromUnsignedLongLong(get_be(p, w));
+    }
+    case 0xd0: case 0xd1: case 0xd2: case 0xd3: {
+        int w = 1 << (c - 0xd0);
+        uint64_t u;
+        long long x;
+        if (end - p < w) {
+            return NULL;
+        }
+        u = get_be(p, w);
+        if (w < 8 && (u >> (8 * w - 1)) & 1) {
+            u |= ~(uint64_t)0 << (8 * w);        /* sign-extend */
+        }
+        memcpy(&x, &u, sizeof x);
+        *pp = p + w;
+        return PyLong_FromLongLong(x);
+    }
+    case 0xca: {
+        union { float f; uint32_t u; } cv;
+        if (end - p < 4) {
+            return NULL;
+        }
+        cv.u = (uint32_t)get_be(p, 4);
+        *pp = p + 4;
+        return PyFloat_FromDouble((double)cv.f);
+    }
+    case 0xcb: {
+        union { double d; uint64_t u; } cv;
+        if (end - p < 8) {
+            return NULL;
+        }
+        cv.u = get_be(p, 8);
+        *pp = p + 8;
+        return PyFloat_FromDouble(cv.d);
+    }
+    case 0xd9: case 0xda: case 0xdb:
+    case 0xc4: case 0xc5: case 0xc6:
+    case 0xdc: case 0xdd: case 0xde: case 0xdf: {
+        int w;
+        if (c >= 0xdc) {
+            kind = c < 0xde ? 2 : 3;
+            w = (c == 0xdc || c == 0xde) ? 2 : 4;
+        } else if (c >= 0xd9) {
+            kind = 0;
+            w = 1 << (c - 0xd9);
+        } else {
+            kind = 1;
+            w = 1 << (c - 0xc4);
+        }
+        if (end - p < w) {
+            return NULL;
+        }
+        n = (Py_ssize_t)get_be(p, w);
+        p += w;
+        goto sized;
+    }
+    default:
+        return NULL;            /* ext types, reserved bytes: Python's business */
+    }
+sized:
+    if (kind <= 1) {
+        if (end - p < n) {
+            return NULL;
+        }
+        if (kind == 1) {
+            out = PyBytes_FromStringAndSize((const char *)p, n);
+        } else {
+            out = PyUnicode_DecodeUTF8((const char *)p, n, NULL);
+            if (out == NULL && !PyErr_ExceptionMatches(PyExc_MemoryError)) {
+                PyErr_Clear();
+            }
+        }
+        if (out != NULL) {
+            *pp = p + n;
+        }
+        return out;
+    }
+    if (n > end - p) {          /* every item takes a byte at least */
+        return NULL;
+    }
+    if (kind == 2) {
+        out = PyList_New(n);
+        if (out == NULL) {
+            return NULL;
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *x = wire_unpack_obj(&p, end, depth + 1);
+            if (x == NULL) {
+                Py_DECREF(out);
+                return NULL;
+            }
+            PyList_SET_ITEM(out, i, x);
+        }
+    } else {
+        out = PyDict_New();
+        if (out == NULL) {
+            return NULL;
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *k = wire_unpack_obj(&p, end, depth + 1), *x = NULL;
+            int r = -1;
+            if (k != NULL) {
+                x = wire_unpack_obj(&p, end, depth + 1);
+            }
+            if (x != NULL) {
+                r = PyDict_SetItem(out, k, x);
+                if (r < 0 && !PyErr_ExceptionMatches(PyExc_MemoryError)) {
+                    PyErr_Clear();  /* an unhashable key: Python decides */
+                }
+            }
+            Py_XDECREF(k);
+            Py_XDECREF(x);
+            if (r < 0) {
+                Py_DECREF(out);
+                return NULL;
+            }
+        }
+    }
+    *pp = p;
+    return out;
+}
+
+PyDoc_STRVAR(wire_split_doc,
+"wire_split(token, msg, /) -> list | None\n--\n\n"
+"_wire.split: [src, run, frame...] of a message of this run, None for a\n"
+"foreign one (the token is compared in constant time first); what the C\n"
+"codec does not handle goes to set_split's split function.");
+
+static PyObject *
+sp_wire_split(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    const unsigned char *p, *end, *tok;
+    Py_ssize_t tn, n;
+    unsigned char diff = 0;
+    PyObject *out;
+    CHECK_NARGS("wire_split", 2);
+    if (!PyBytes_CheckExact(args[0]) || !PyBytes_CheckExact(args[1])) {
+        goto python;
+    }
+    tok = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    tn = PyBytes_GET_SIZE(args[0]);
+    p = (const unsigned char *)PyBytes_AS_STRING(args[1]);
+    n = PyBytes_GET_SIZE(args[1]);
+    if (n <= tn) {
+        Py_RETURN_NONE;
+    }
+    for (Py_ssize_t i = 0; i < tn; i++) {
+        diff |= (unsigned char)(p[i] ^ tok[i]);     /* no early exit: constant time */
+    }
+    if (diff) {
+        Py_RETURN_NONE;
+    }
+    end = p + n;
+    p += tn;
+    out = wire_unpack_obj(&p, end, 0);
+    if (out == NULL) {
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+        goto python;
+    }
+    if (p != end || !PyList_CheckExact(out) || PyList_GET_SIZE(out) < 2) {
+        Py_DECREF(out);
+        goto python;            /* trailing bytes, not a message: as Python says */
+    }
+    return out;
+python:
+    if (split_py == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "mpgo._speedups: set_split was not called");
+        return NULL;
+    }
+    return PyObject_Vectorcall(split_py, args, 2, NULL);
+}
+
+PyDoc_STRVAR(set_split_doc,
+"set_split(split, pack, /)\n--\n\n"
+"The Python functions for what wire_split/wire_pack do not handle in C.");
+
+static PyObject *
+sp_set_split(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    CHECK_NARGS("set_split", 2);
+    Py_XSETREF(split_py, Py_NewRef(args[0]));
+    Py_XSETREF(pack_py, Py_NewRef(args[1]));
+    Py_RETURN_NONE;
+}
+
+
+/* ======================================================================
+ * 6. Module definition
  * ====================================================================== */
 
 #define FASTCALL(name, func, doc) \
@@ -1996,6 +2611,14 @@ static PyMethodDef sp_methods[] = {
     FASTCALL("set_wire", sp_set_wire, set_wire_doc),
     {"wire_encode", (PyCFunction)sp_wire_encode, METH_O, wire_encode_doc},
     {"wire_decode", (PyCFunction)sp_wire_decode, METH_O, wire_decode_doc},
+    /* 5. messages */
+    FASTCALL("zmq_bind", sp_zmq_bind, zmq_bind_doc),
+    FASTCALL("zsend", sp_zsend, zsend_doc),
+    {"zrecv", (PyCFunction)sp_zrecv, METH_O, zrecv_doc},
+    {"zevents", (PyCFunction)sp_zevents, METH_O, zevents_doc},
+    FASTCALL("wire_pack", sp_wire_pack, wire_pack_doc),
+    FASTCALL("wire_split", sp_wire_split, wire_split_doc),
+    FASTCALL("set_split", sp_set_split, set_split_doc),
     {NULL, NULL, 0, NULL},
 };
 

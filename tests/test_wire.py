@@ -71,3 +71,121 @@ def test_an_unpicklable_value_raises_typeerror():
 
     with pytest.raises(TypeError, match="cannot be pickled"):
         sp.wire_encode(threading.Lock())
+
+
+# -- messages: token + msgpack([src, run, frame...]) ---------------------------
+
+TOKEN = bytes(range(16))
+FRAMES = [
+    [[31, 12345, 0, False], [30, 7, 12346, b"\x2a"]],
+    [[1, None, True, 1.5, -1.0, *[v for v in EDGES if type(v) is int]]],
+    [[v for v in EDGES if type(v) in (str, bytes)]],
+    [[list(range(15)), list(range(16)), list(range(70000)), [], {}]],
+    [[{"a": 1, 2: [3, b"x"], None: {"n": [1.25]}}, {i: i for i in range(16)},
+      {i: str(i) for i in range(70000)}]],
+    [[[[[[[]]]]]]],
+]
+
+
+@pytest.mark.skipif(not hasattr(sp, "wire_pack"), reason="no C message codec")
+@pytest.mark.parametrize("frames", FRAMES, ids=["hop", "scalars", "str-bytes", "arrays", "maps",
+                                                "nested"])
+@pytest.mark.parametrize("src,run", [(0, 1), (-1, 0), (3, 2**40)])
+def test_c_messages_are_msgpacks_bytes_and_read_back_as_msgpack_reads_them(frames, src, run):
+    packer = _wire.message_packer()
+    msg = sp.wire_pack(TOKEN, src, run, frames, packer)
+    assert msg == TOKEN + msgpack.packb([src, run, *frames], use_bin_type=True)
+    assert msg == _wire.pack_message_py(TOKEN, src, run, frames, packer)
+    out = sp.wire_split(TOKEN, msg)
+    assert out == _wire.split_py(TOKEN, msg) == [src, run, *frames]
+    assert [type(x) for x in out[2][:8]] == [type(x) for x in frames[0][:8]]
+
+
+@pytest.mark.skipif(not hasattr(sp, "wire_pack"), reason="no C message codec")
+def test_a_tuple_in_a_frame_travels_as_msgpack_sends_it():
+    msg = sp.wire_pack(TOKEN, 0, 1, [[1, (2, 3)]], _wire.message_packer())
+    assert sp.wire_split(TOKEN, msg) == [0, 1, [1, [2, 3]]]
+
+
+class _Int(int):
+    pass
+
+
+@pytest.mark.skipif(not hasattr(sp, "wire_pack"), reason="no C message codec")
+@pytest.mark.parametrize("frame", [[_Int(3)], [bytearray(b"ab")], [2**64], ["x\ud800"],
+                                   [msgpack.ExtType(5, b"ab")]],
+                         ids=["int-subclass", "bytearray", "big-int", "surrogate", "ext"])
+def test_what_the_c_packer_does_not_handle_goes_to_msgpack(frame):
+    packer = _wire.message_packer()
+    try:
+        expected: object = _wire.pack_message_py(TOKEN, 0, 1, [frame], packer)
+    except Exception as e:  # noqa: BLE001 - the C path must raise the same
+        with pytest.raises(type(e)):
+            sp.wire_pack(TOKEN, 0, 1, [frame], packer)
+        return
+    msg = sp.wire_pack(TOKEN, 0, 1, [frame], packer)
+    assert msg == expected
+    assert sp.wire_split(TOKEN, msg) == _wire.split_py(TOKEN, msg)
+
+
+@pytest.mark.skipif(not hasattr(sp, "wire_split"), reason="no C message codec")
+def test_foreign_truncated_and_malformed_messages_read_as_the_python_split_reads_them():
+    import random
+
+    rnd = random.Random(5)
+    packer = _wire.message_packer()
+    assert sp.wire_split(b"\xff" * 16, TOKEN + b"\x92\x01\x02") is None    # foreign token
+    assert sp.wire_split(TOKEN, TOKEN) is None                              # token alone
+    assert sp.wire_split(TOKEN, TOKEN + b"\x91\x01") is None                # one item: no run
+    assert sp.wire_split(TOKEN, TOKEN + b"\x01") is None                    # not a list
+    for _ in range(3000):
+        good = _wire.pack_message_py(TOKEN, 1, 2, [[rnd.randrange(-2**40, 2**40),
+                                                     "s" * rnd.randrange(50),
+                                                     b"b" * rnd.randrange(300),
+                                                     {"k": [1.5] * rnd.randrange(20)}]], packer)
+        cut = good[:rnd.randrange(len(good) + 1)] + rnd.randbytes(rnd.randrange(3))
+        junk = TOKEN + rnd.randbytes(rnd.randrange(40))
+        for msg in (cut, junk):
+            assert sp.wire_split(TOKEN, msg) == _wire.split_py(TOKEN, msg), msg
+
+
+@pytest.mark.parametrize("calls", ["libzmq-from-c", "pyzmq"])
+def test_a_link_moves_messages_and_a_closed_link_raises_instead_of_touching_the_socket(
+        calls, monkeypatch):
+    import select
+    import uuid
+
+    import zmq
+
+    from mpgo._transport import _link
+
+    if calls == "pyzmq":
+        monkeypatch.setattr(_link, "_CZ", None)
+    elif _link._CZ is None:
+        pytest.skip("libzmq is not reachable from C here")
+    tag = uuid.uuid4().hex[:12]
+    a = _link.Link(TOKEN, tag, 0)
+    b = _link.Link(TOKEN, tag, 1)
+    try:
+        a.send(1, [30, 7, 1, b"v"])
+        a.send(1, [31, 8, 0, False])
+        assert a.flush() == 1
+        ep = select.epoll()
+        ep.register(b.fd, select.EPOLLIN | select.EPOLLET)
+        got: list = []
+        while not got:
+            if not b.readable():
+                ep.poll(5)
+            got = b.recv_all()
+        ep.close()
+        assert got == [[0, 0, [30, 7, 1, b"v"], [31, 8, 0, False]]]
+        assert b.readable() is False and b.armed
+    finally:
+        a.close()
+        b.close()
+    with pytest.raises(zmq.ZMQError):
+        b.recv_all()
+    with pytest.raises(zmq.ZMQError):
+        b.readable()
+    a.send(1, [1])
+    assert a.flush() == 0           # closed: nothing is sent, nothing raises

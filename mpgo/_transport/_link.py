@@ -20,6 +20,7 @@ owner or its sysmon thread. Nothing here knows about greenlets.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import deque
 from typing import Any
@@ -33,6 +34,24 @@ _NOBLOCK = zmq.NOBLOCK
 _POLLIN = int(zmq.POLLIN)
 _EVENTS = int(zmq.EVENTS)
 _BIG_MESSAGE = 1 << 20
+
+# libzmq called from C on pyzmq's sockets (`_speedups.zsend/zrecv/zevents`,
+# see the C file's section 5): the same calls without pyzmq's Python layers.
+# Without the accelerator, or with a pyzmq whose backend is not the Cython
+# one, the pyzmq methods are used.
+_CZ: Any = None
+try:
+    from zmq.backend.cython import _zmq as _zmq_backend
+
+    from .. import _speedups as _sp  # type: ignore[attr-defined]
+    if _sp.zmq_bind(_zmq_backend.__file__):
+        _CZ = _sp
+except (ImportError, AttributeError):
+    pass
+
+
+def _zmq_error(errno: int) -> zmq.ZMQError:
+    return zmq.Again() if errno == zmq.EAGAIN else zmq.ZMQError(errno)
 
 
 def address(run_tag: str, who: int) -> str:
@@ -55,8 +74,19 @@ class Link:
         self.inbox.setsockopt(zmq.RCVHWM, 0)
         self.inbox.bind(address(run_tag, me))
         self.fd: int = int(self.inbox.getsockopt(zmq.FD))
-        self._events: Any = self.inbox.getsockopt     # -> int for EVENTS
         self.out: dict[int, zmq.Socket] = {}
+        # C-level calls, each bound to the libzmq socket's address while the
+        # socket is open (`close` drops them first): events() -> EVENTS bits,
+        # recv() -> a message or None, and per destination a send(msg).
+        self.events: Any
+        self.recv: Any
+        self._send_to: dict[int, Any] = {}
+        if _CZ is not None:
+            self.events = functools.partial(_CZ.zevents, self.inbox.underlying)
+            self.recv = functools.partial(_CZ.zrecv, self.inbox.underlying)
+        else:
+            self.events = functools.partial(self.inbox.getsockopt, _EVENTS)
+            self.recv = self._recv_py
         self.queue: deque[tuple[int, Any]] = deque()
         self.lock = threading.Lock()
         self._packer = _wire.message_packer()     # used under `lock` only
@@ -76,15 +106,21 @@ class Link:
 
     # -- sending -------------------------------------------------------------
 
-    def _sock(self, dst: int) -> zmq.Socket:
-        s = self.out.get(dst)
-        if s is None:
+    def _sender(self, dst: int) -> Any:
+        """send(msg) -> 0 or an errno, for the PUSH to dst (made on first use)."""
+        f = self._send_to.get(dst)
+        if f is None:
             s = self.ctx.socket(zmq.PUSH)
             s.setsockopt(zmq.SNDHWM, 0)
             s.setsockopt(zmq.RECONNECT_IVL, 2)
             s.connect(address(self.run_tag, dst))
             self.out[dst] = s
-        return s
+            if _CZ is not None:
+                f = functools.partial(_CZ.zsend, s.underlying)
+            else:
+                f = functools.partial(_send_py, s)
+            self._send_to[dst] = f
+        return f
 
     def _pack(self, frames: list[Any]) -> bytes:
         """One message of frames. Under `lock`. A packer keeps the buffer of its
@@ -141,7 +177,9 @@ class Link:
                     self.local.extend(frames)
                     continue
                 msg = self._pack(frames)
-                self._sock(dst).send(msg, _NOBLOCK)
+                err = self._sender(dst)(msg)
+                if err:
+                    raise _zmq_error(err)
                 n += 1
             if n and self._on_sent is not None:
                 self._on_sent(n)
@@ -169,7 +207,9 @@ class Link:
         """Send frames at once, bypassing the queue (sysmon's own hand-outs)."""
         with self.lock:
             msg = self._pack(frames)
-            self._sock(dst).send(msg, _NOBLOCK)
+            err = self._sender(dst)(msg)
+            if err:
+                raise _zmq_error(err)
             if self._on_sent is not None:
                 self._on_sent(1)
 
@@ -179,7 +219,10 @@ class Link:
         """Whether a message is waiting (also re-arms the edge-triggered FD)."""
         if self.local:
             return True
-        if self._events(_EVENTS) & _POLLIN:
+        ev = self.events()
+        if ev < 0:
+            raise _zmq_error(-ev)
+        if ev & _POLLIN:
             self.armed = False
             return True
         self.armed = True
@@ -199,27 +242,31 @@ class Link:
             while self.local:
                 frames.append(self.local.popleft())
             out.append([self.me, self.run, *frames])
-        recv = self.inbox.recv
-        events = self._events
+        recv = self.recv
+        events = self.events
+        split = _wire.split
         token = self.token
         n = 0
         self.armed = False
         while n < limit:
+            asked = not likely
             if likely:
                 likely = False
-                try:
-                    msg = recv(_NOBLOCK)
-                except zmq.Again:
-                    continue        # nothing after all: ask (re-arms the FD)
             else:
-                if not events(_EVENTS) & _POLLIN:
+                ev = events()
+                if ev < 0:
+                    raise _zmq_error(-ev)
+                if not ev & _POLLIN:
                     self.armed = True
                     break
-                try:
-                    msg = recv(_NOBLOCK)
-                except zmq.Again:
+            msg = recv()
+            if type(msg) is not bytes:
+                if msg is not None:
+                    raise _zmq_error(msg)
+                if asked:
                     break
-            m = _wire.split(token, msg)
+                continue            # nothing after all: ask (re-arms the FD)
+            m = split(token, msg)
             if m is None:
                 self.rejected += 1
                 continue
@@ -229,13 +276,31 @@ class Link:
             self._on_recv(n)
         return out
 
+    def _recv_py(self) -> bytes | None:
+        try:
+            return self.inbox.recv(_NOBLOCK)
+        except zmq.Again:
+            return None
+
     def close(self) -> None:
         """Close every socket and the context, linger 0. Owner thread."""
         if self.closed:
             return
         self.closed = True
         with self.lock:
+            # no call may reach a closed libzmq socket through its address
+            self._send_to.clear()
+            self.events = self.recv = _closed
             for s in self.out.values():
                 s.close(0)
             self.inbox.close(0)
             self.ctx.term()
+
+
+def _send_py(sock: zmq.Socket, msg: bytes) -> int:
+    sock.send(msg, _NOBLOCK)
+    return 0
+
+
+def _closed(*args: Any) -> Any:
+    raise zmq.ZMQError(zmq.ENOTSOCK, "mpgo: this link is closed")

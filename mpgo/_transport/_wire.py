@@ -169,6 +169,17 @@ def split(token: bytes, msg: bytes) -> list[Any] | None:
     return out
 
 
+split_py, pack_message_py = split, pack_message
+if _sp is not None and hasattr(_sp, "wire_split"):
+    _sp.set_split(split_py, pack_message_py)
+    # The same functions, with int/float/bool/None/str/bytes/list/tuple/dict
+    # messages written and read in C (byte for byte what msgpack writes).
+    split = _sp.wire_split  # noqa: F811
+    pack_message = _sp.wire_pack  # noqa: F811
+
+
+
+
 # Frame types. Keep them small ints; the table in docs/design.md names them.
 HELLO = 1            # w->S  [HELLO, pid]
 START = 2            # S->w0 [START, run, main_blob]
