@@ -14,6 +14,7 @@ setup(
             sources=["mpgo/_speedups.c"],
             optional=True,
             extra_compile_args=["-O2"],
+            libraries=["dl"],       # dlopen/dlsym (part of libc since glibc 2.34)
         )
     ]
 )
