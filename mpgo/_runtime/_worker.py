@@ -460,10 +460,9 @@ class Worker(_sched.Hooks):
             self.in_poll = False
             add(self.off_epoch, 1)
             _arena.clear_idle(self.wid)
-        fired = False
         for fd, ev in events:
             if fd == self.link.fd:
-                fired = True
+                pass                # read below in any case
             elif fd == self.death_fd:
                 self.exiting = True
                 os._exit(0)         # the supervisor is gone: no orphans (P14)
@@ -474,12 +473,12 @@ class Worker(_sched.Hooks):
                     pass
             else:
                 self.io.on_event(fd, ev)
-        self.read_messages(likely=fired)
+        self.read_messages()
         return True
 
     # -- messages --------------------------------------------------------------
 
-    def read_messages(self, likely: bool = False) -> None:
+    def read_messages(self) -> None:
         """Handle every waiting message; what the handlers answered leaves now.
 
         The answers (credit, values for a parked receiver, a select's outcome)
@@ -492,7 +491,7 @@ class Worker(_sched.Hooks):
             # grant made for a request read below counts every slot freed so far.
             # Frames for other workers stay queued: they leave with the answers.
             link.flush_local()
-        for msg in link.recv_all(likely=likely):
+        for msg in link.recv_all():
             self.dispatch(msg)
         if link.queue:
             self.flush(force=True)
