@@ -1274,12 +1274,21 @@ chan_iter(PyObject *op)
     return Py_NewRef(op);
 }
 
+/* _remote.RemoteChan, whose iteration starts here too (set_remote_type): a
+ * `__next__` defined in a Python class would go through slot_tp_iternext,
+ * a method lookup and call per value (W4's consumer). */
+static PyTypeObject *rc_type = NULL;
+static PyObject *rc_next_op(PyObject *op);
+
 static PyObject *
 chan_iternext(PyObject *op)
 {
-    PyObject *v = chan_take((ChanObject *)op);
-    PyObject *pair, *ok;
+    PyObject *v, *pair, *ok;
     int k;
+    if (Py_TYPE(op) == rc_type) {
+        return rc_next_op(op);
+    }
+    v = chan_take((ChanObject *)op);
     if (v != NULL || PyErr_Occurred()) {
         return v;
     }
@@ -1877,6 +1886,29 @@ static PyObject *
 chan_rc_next(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
     return rc_take_or(op, s_rnext_slow);
+}
+
+static PyObject *
+rc_next_op(PyObject *op)
+{
+    return rc_take_or(op, s_rnext_slow);
+}
+
+PyDoc_STRVAR(set_remote_type_doc,
+"set_remote_type(cls, /)\n--\n\n"
+"Iterating an instance of cls (RemoteChan, without a __next__ of its own)\n"
+"takes the promoted-channel receive path (_rc_next).");
+
+static PyObject *
+sp_set_remote_type(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    CHECK_NARGS("set_remote_type", 1);
+    if (!PyType_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "set_remote_type: a class is required");
+        return NULL;
+    }
+    Py_XSETREF(rc_type, (PyTypeObject *)Py_NewRef(args[0]));
+    Py_RETURN_NONE;
 }
 
 static PyMethodDef chan_methods[] = {
@@ -2608,6 +2640,7 @@ static PyMethodDef sp_methods[] = {
     FASTCALL("set_sched", sp_set_sched, set_sched_doc),
     {"c_park_count", (PyCFunction)sp_c_park_count, METH_NOARGS, c_park_count_doc},
     FASTCALL("set_remote", sp_set_remote, set_remote_doc),
+    FASTCALL("set_remote_type", sp_set_remote_type, set_remote_type_doc),
     FASTCALL("set_wire", sp_set_wire, set_wire_doc),
     {"wire_encode", (PyCFunction)sp_wire_encode, METH_O, wire_encode_doc},
     {"wire_decode", (PyCFunction)sp_wire_decode, METH_O, wire_decode_doc},

@@ -270,8 +270,10 @@ class RemoteChan(Chan):
         ds = 0
         if px.cap:
             # The cache ran dry while a receiver wanted more: widen the window.
-            top = MAX_PREFETCH_HOME if px.home == w.wid else MAX_PREFETCH
-            px.prefetch = min(px.prefetch * 2, top, max(1, px.cap // 2))
+            if px.home == w.wid:
+                px.prefetch = min(px.prefetch * 2, MAX_PREFETCH_HOME, px.cap)
+            else:
+                px.prefetch = min(px.prefetch * 2, MAX_PREFETCH, max(1, px.cap // 2))
             ds = max(0, px.prefetch - 1 - px.spec_asked)
         if need > 0 or ds:
             need = max(need, 0)
@@ -873,5 +875,8 @@ if not TYPE_CHECKING:
     if _C_PATHS:
         RemoteChan.send = _sp.ChanBase._rc_send
         RemoteChan.recv = _sp.ChanBase._rc_recv
-        RemoteChan.__next__ = _sp.ChanBase._rc_next
+        # iteration: ChanBase's own slot, told which class is remote (a
+        # __next__ set here would cost a method lookup and call per value)
+        del RemoteChan.__next__
+        _sp.set_remote_type(RemoteChan)
         _set_remote = _sp.set_remote
