@@ -270,10 +270,8 @@ class RemoteChan(Chan):
         ds = 0
         if px.cap:
             # The cache ran dry while a receiver wanted more: widen the window.
-            if px.home == w.wid:
-                px.prefetch = min(px.prefetch * 2, MAX_PREFETCH_HOME, px.cap)
-            else:
-                px.prefetch = min(px.prefetch * 2, MAX_PREFETCH, max(1, px.cap // 2))
+            top = MAX_PREFETCH_HOME if px.home == w.wid else MAX_PREFETCH
+            px.prefetch = min(px.prefetch * 2, top, max(1, px.cap // 2))
             ds = max(0, px.prefetch - 1 - px.spec_asked)
         if need > 0 or ds:
             need = max(need, 0)
