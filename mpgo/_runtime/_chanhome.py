@@ -397,9 +397,14 @@ class Home:
             # blocked senders (or senders waiting for a grant) wait for room
             # that idle credit holders keep
             self._recall_idle(c, c.credits, set(c.want))
-        if c.buf or self._next_receiver(c) is None:
+        if c.buf:
             return
-        if c.cap and not (c.closed and c.sendq):
+        head = self._next_receiver(c)
+        if head is None:
+            return
+        if c.cap and c.held and not (c.closed and c.sendq) \
+                and not (len(c.held) == 1 and type(head) is _Demand and head.w in c.held):
+            # (the common case skipped: the one holder is the receiver waiting)
             waiting = {r.w for r in c.recvq if type(r) is _Demand and r.n > 0}
             waiting |= {r.sel.w for r in c.recvq if type(r) is _SelCase and not r.sel.done}
             self._recall_idle(c, c.held, waiting)
