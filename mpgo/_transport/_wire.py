@@ -178,8 +178,6 @@ if _sp is not None and hasattr(_sp, "wire_split"):
     pack_message = _sp.wire_pack  # noqa: F811
 
 
-
-
 # Frame types. Keep them small ints; the table in docs/design.md names them.
 HELLO = 1            # w->S  [HELLO, pid]
 START = 2            # S->w0 [START, run, main_blob]
