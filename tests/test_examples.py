@@ -115,6 +115,8 @@ from mpgo._runtime._goroutine import go_on
 from mpgo._transport import _atomic
 assert not _remote._C_PATHS and _chan._ChanBase is _chan._ChanBasePy
 assert _atomic.IMPLEMENTATION == "semaphores"
+from mpgo._transport import _link, _wire
+assert _link._CZ is None and _wire.split is _wire.split_py   # pyzmq and msgpack
 
 def consume(ch, out):
     out.send((sum(ch), mpgo.worker_id()))
