@@ -51,6 +51,7 @@ except (ImportError, AttributeError):
 
 
 def _zmq_error(errno: int) -> zmq.ZMQError:
+    """The error pyzmq would have raised for a libzmq call that failed with errno."""
     return zmq.Again() if errno == zmq.EAGAIN else zmq.ZMQError(errno)
 
 
@@ -265,6 +266,7 @@ class Link:
         return out
 
     def _recv_py(self) -> bytes | None:
+        """`recv` through pyzmq (no accelerator): a message, or None when none waits."""
         try:
             return self.inbox.recv(_NOBLOCK)
         except zmq.Again:
@@ -286,9 +288,11 @@ class Link:
 
 
 def _send_py(sock: zmq.Socket, msg: bytes) -> int:
+    """A destination's send through pyzmq (no accelerator); errors raise."""
     sock.send(msg, _NOBLOCK)
     return 0
 
 
 def _closed(*args: Any) -> Any:
+    """What a closed link's receive calls become: they raise, never touch a socket."""
     raise zmq.ZMQError(zmq.ENOTSOCK, "mpgo: this link is closed")
