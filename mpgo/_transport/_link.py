@@ -21,6 +21,7 @@ owner or its sysmon thread. Nothing here knows about greenlets.
 from __future__ import annotations
 
 import functools
+import importlib
 import threading
 from collections import deque
 from typing import Any
@@ -40,14 +41,26 @@ _BIG_MESSAGE = 1 << 20
 # Without the accelerator, or with a pyzmq whose backend is not the Cython
 # one, the pyzmq methods are used.
 _CZ: Any = None
-try:
-    from zmq.backend.cython import _zmq as _zmq_backend
 
-    from .. import _speedups as _sp  # type: ignore[attr-defined]
-    if _sp.zmq_bind(_zmq_backend.__file__):
-        _CZ = _sp
-except (ImportError, AttributeError):
-    pass
+
+def _bind_libzmq() -> Any:
+    """_speedups when its libzmq calls could be bound, else None."""
+    try:
+        from .. import _speedups as _sp  # type: ignore[attr-defined]
+        for name in ("zmq.backend.cython._zmq",       # pyzmq >= 26: one module
+                     "zmq.backend.cython.socket"):    # pyzmq 25
+            try:
+                mod = importlib.import_module(name)
+            except ImportError:
+                continue
+            if _sp.zmq_bind(mod.__file__):
+                return _sp
+    except (ImportError, AttributeError):
+        pass
+    return None
+
+
+_CZ = _bind_libzmq()
 
 
 def _zmq_error(errno: int) -> zmq.ZMQError:
