@@ -31,11 +31,6 @@ BUG_REORDER = ("KNOWN LIMITATION (docs/design.md §6.4, README): values a worker
                "then left unconsumed for 20 ms are recalled and may reach another receiver "
                "after newer values it already got; keeping per-receiver order here would "
                "disable prefetch for every multi-receiver channel (W9 measured)")
-BUG_PAIR_OUTBOX = ("BUG (pair mode): a sender's frames held in px.outbox during a move (a "
-                   "credited CH_PUT) are dropped when its channel object is collected first: "
-                   "_h_moved finds no px through the weak _table, and CH_FORGET (sent straight "
-                   "to the supervisor) drops it from holders so CH_MOVED never reaches it; "
-                   "a value sent is never received")
 BUG_BYTEARRAY = ("KNOWN LIMITATION (docs/api.md): a bytearray inside a list or dict arrives "
                  "as bytes (msgpack packs it as bin even with strict_types; walking every "
                  "container to find one would cost O(n) Python per send)")
