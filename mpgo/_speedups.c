@@ -1352,14 +1352,17 @@ get_be(const unsigned char *p, int n)
     return v;
 }
 
-/* New bytes for v, or NULL without an exception when v is not a scalar
- * handled here (NULL with one only on memory errors). */
-static PyObject *
-wire_encode_scalar(PyObject *v)
+/* The msgpack form of a scalar, as msgpack's Packer(use_bin_type=True)
+ * writes it: a header (hdr, *hn bytes) followed by *n payload bytes at
+ * *data (none for numbers, bool and None). 0 for an exact int within 64
+ * bits, float, bool, None, str or bytes under 4 GiB; 1, with nothing set and
+ * no exception, for anything else. Both encoders (a value, a message) use it. */
+static int
+scalar_head(PyObject *v, unsigned char hdr[9], int *hn, const char **data, Py_ssize_t *n)
 {
-    unsigned char hdr[9];
-    int hn;
     PyTypeObject *t = Py_TYPE(v);
+    *data = NULL;
+    *n = 0;
     if (t == &PyLong_Type) {
         int overflow;
         long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
@@ -1367,166 +1370,121 @@ wire_encode_scalar(PyObject *v)
             unsigned long long u = PyLong_AsUnsignedLongLong(v);
             if (u == (unsigned long long)-1 && PyErr_Occurred()) {
                 PyErr_Clear();
-                return NULL;
+                return 1;
             }
             hdr[0] = 0xcf;
             put_be(hdr + 1, u, 8);
-            hn = 9;
+            *hn = 9;
         } else if (overflow < 0 || (x == -1 && PyErr_Occurred())) {
             PyErr_Clear();
-            return NULL;
+            return 1;
         } else if (x >= 0) {
-            if (x < 128) { hdr[0] = (unsigned char)x; hn = 1; }
-            else if (x < 256) { hdr[0] = 0xcc; hdr[1] = (unsigned char)x; hn = 2; }
-            else if (x < 65536) { hdr[0] = 0xcd; put_be(hdr + 1, (uint64_t)x, 2); hn = 3; }
-            else if (x < 4294967296LL) { hdr[0] = 0xce; put_be(hdr + 1, (uint64_t)x, 4); hn = 5; }
-            else { hdr[0] = 0xcf; put_be(hdr + 1, (uint64_t)x, 8); hn = 9; }
+            if (x < 128) { hdr[0] = (unsigned char)x; *hn = 1; }
+            else if (x < 256) { hdr[0] = 0xcc; hdr[1] = (unsigned char)x; *hn = 2; }
+            else if (x < 65536) { hdr[0] = 0xcd; put_be(hdr + 1, (uint64_t)x, 2); *hn = 3; }
+            else if (x < 4294967296LL) { hdr[0] = 0xce; put_be(hdr + 1, (uint64_t)x, 4); *hn = 5; }
+            else { hdr[0] = 0xcf; put_be(hdr + 1, (uint64_t)x, 8); *hn = 9; }
         } else {
-            if (x >= -32) { hdr[0] = (unsigned char)(x & 0xff); hn = 1; }
-            else if (x >= -128) { hdr[0] = 0xd0; hdr[1] = (unsigned char)(x & 0xff); hn = 2; }
-            else if (x >= -32768) { hdr[0] = 0xd1; put_be(hdr + 1, (uint64_t)x, 2); hn = 3; }
-            else if (x >= -2147483648LL) { hdr[0] = 0xd2; put_be(hdr + 1, (uint64_t)x, 4); hn = 5; }
-            else { hdr[0] = 0xd3; put_be(hdr + 1, (uint64_t)x, 8); hn = 9; }
+            if (x >= -32) { hdr[0] = (unsigned char)(x & 0xff); *hn = 1; }
+            else if (x >= -128) { hdr[0] = 0xd0; hdr[1] = (unsigned char)(x & 0xff); *hn = 2; }
+            else if (x >= -32768) { hdr[0] = 0xd1; put_be(hdr + 1, (uint64_t)x, 2); *hn = 3; }
+            else if (x >= -2147483648LL) { hdr[0] = 0xd2; put_be(hdr + 1, (uint64_t)x, 4); *hn = 5; }
+            else { hdr[0] = 0xd3; put_be(hdr + 1, (uint64_t)x, 8); *hn = 9; }
         }
-        return PyBytes_FromStringAndSize((const char *)hdr, hn);
+        return 0;
     }
     if (t == &PyFloat_Type) {
         union { double d; uint64_t u; } cv;
         cv.d = PyFloat_AS_DOUBLE(v);
         hdr[0] = 0xcb;
         put_be(hdr + 1, cv.u, 8);
-        return PyBytes_FromStringAndSize((const char *)hdr, 9);
+        *hn = 9;
+        return 0;
     }
     if (v == Py_None || v == Py_True || v == Py_False) {
         hdr[0] = v == Py_None ? 0xc0 : v == Py_True ? 0xc3 : 0xc2;
-        return PyBytes_FromStringAndSize((const char *)hdr, 1);
+        *hn = 1;
+        return 0;
     }
     if (t == &PyUnicode_Type || t == &PyBytes_Type) {
-        const char *data;
-        Py_ssize_t n;
-        PyObject *out;
+        Py_ssize_t len;
         if (t == &PyUnicode_Type) {
-            data = PyUnicode_AsUTF8AndSize(v, &n);
-            if (data == NULL) {             /* surrogates: msgpack's error, in Python */
+            const char *u = PyUnicode_AsUTF8AndSize(v, &len);
+            if (u == NULL) {                /* surrogates: msgpack's error, in Python */
                 PyErr_Clear();
-                return NULL;
+                return 1;
             }
-            if (n < 32) { hdr[0] = (unsigned char)(0xa0 | n); hn = 1; }
-            else if (n < 256) { hdr[0] = 0xd9; hdr[1] = (unsigned char)n; hn = 2; }
-            else if (n < 65536) { hdr[0] = 0xda; put_be(hdr + 1, (uint64_t)n, 2); hn = 3; }
-            else { hdr[0] = 0xdb; put_be(hdr + 1, (uint64_t)n, 4); hn = 5; }
+            if ((uint64_t)len > 0xffffffffULL) return 1;
+            if (len < 32) { hdr[0] = (unsigned char)(0xa0 | len); *hn = 1; }
+            else if (len < 256) { hdr[0] = 0xd9; hdr[1] = (unsigned char)len; *hn = 2; }
+            else if (len < 65536) { hdr[0] = 0xda; put_be(hdr + 1, (uint64_t)len, 2); *hn = 3; }
+            else { hdr[0] = 0xdb; put_be(hdr + 1, (uint64_t)len, 4); *hn = 5; }
+            *data = u;
         } else {
-            data = PyBytes_AS_STRING(v);
-            n = PyBytes_GET_SIZE(v);
-            if (n < 256) { hdr[0] = 0xc4; hdr[1] = (unsigned char)n; hn = 2; }
-            else if (n < 65536) { hdr[0] = 0xc5; put_be(hdr + 1, (uint64_t)n, 2); hn = 3; }
-            else { hdr[0] = 0xc6; put_be(hdr + 1, (uint64_t)n, 4); hn = 5; }
+            len = PyBytes_GET_SIZE(v);
+            if ((uint64_t)len > 0xffffffffULL) return 1;
+            if (len < 256) { hdr[0] = 0xc4; hdr[1] = (unsigned char)len; *hn = 2; }
+            else if (len < 65536) { hdr[0] = 0xc5; put_be(hdr + 1, (uint64_t)len, 2); *hn = 3; }
+            else { hdr[0] = 0xc6; put_be(hdr + 1, (uint64_t)len, 4); *hn = 5; }
+            *data = PyBytes_AS_STRING(v);
         }
-        if (n > WIRE_SMALL) {
-            return NULL;                    /* the size limit lives in Python */
-        }
-        out = PyBytes_FromStringAndSize(NULL, hn + n);
-        if (out != NULL) {
-            memcpy(PyBytes_AS_STRING(out), hdr, hn);
-            memcpy(PyBytes_AS_STRING(out) + hn, data, n);
-        }
-        return out;
+        *n = len;
+        return 0;
     }
-    return NULL;
+    return 1;
 }
 
-/* The value of b when it is exactly one scalar item written as above (any
- * width msgpack allows); NULL without an exception otherwise. */
+/* New bytes for v, or NULL without an exception when v is not a scalar
+ * handled here (NULL with one only on memory errors). */
+static PyObject *
+wire_encode_scalar(PyObject *v)
+{
+    unsigned char hdr[9];
+    int hn;
+    const char *data;
+    Py_ssize_t n;
+    PyObject *out;
+    if (scalar_head(v, hdr, &hn, &data, &n) != 0 || n > WIRE_SMALL) {
+        return NULL;                        /* the size limit lives in Python */
+    }
+    out = PyBytes_FromStringAndSize(NULL, hn + n);
+    if (out != NULL) {
+        memcpy(PyBytes_AS_STRING(out), hdr, hn);
+        if (n) {
+            memcpy(PyBytes_AS_STRING(out) + hn, data, n);
+        }
+    }
+    return out;
+}
+
+static PyObject *wire_unpack_obj(const unsigned char **pp, const unsigned char *end,
+                                 int depth);
+
+/* The value of b when it is exactly one scalar item (any width msgpack
+ * allows; read by the message decoder, wire_unpack_obj); NULL without an
+ * exception otherwise, containers included (a value's lists and maps may
+ * hold pickled items: Python's). */
 static PyObject *
 wire_decode_scalar(PyObject *b)
 {
-    const unsigned char *p;
-    Py_ssize_t n;
+    const unsigned char *p, *end;
     unsigned char c;
-    if (!PyBytes_CheckExact(b)) {
+    PyObject *v;
+    if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) < 1) {
         return NULL;
     }
     p = (const unsigned char *)PyBytes_AS_STRING(b);
-    n = PyBytes_GET_SIZE(b);
-    if (n < 1) {
-        return NULL;
-    }
+    end = p + PyBytes_GET_SIZE(b);
     c = p[0];
-    if (c < 0x80) {
-        return n == 1 ? PyLong_FromLong(c) : NULL;
-    }
-    if (c >= 0xe0) {
-        return n == 1 ? PyLong_FromLong((long)(signed char)c) : NULL;
-    }
-    if (c >= 0xa0 && c < 0xc0) {            /* fixstr */
-        Py_ssize_t len = c & 0x1f;
-        PyObject *s;
-        if (n != 1 + len) {
-            return NULL;
-        }
-        s = PyUnicode_DecodeUTF8((const char *)p + 1, len, NULL);
-        if (s == NULL) {
-            PyErr_Clear();
-        }
-        return s;
-    }
-    switch (c) {
-    case 0xc0: return n == 1 ? Py_NewRef(Py_None) : NULL;
-    case 0xc2: return n == 1 ? Py_NewRef(Py_False) : NULL;
-    case 0xc3: return n == 1 ? Py_NewRef(Py_True) : NULL;
-    case 0xcc: case 0xcd: case 0xce: case 0xcf: {
-        int w = 1 << (c - 0xcc);
-        if (n != 1 + w) {
-            return NULL;
-        }
-        return PyLong_FromUnsignedLongLong(get_be(p + 1, w));
-    }
-    case 0xd0: case 0xd1: case 0xd2: case 0xd3: {
-        int w = 1 << (c - 0xd0);
-        uint64_t u;
-        long long x;
-        if (n != 1 + w) {
-            return NULL;
-        }
-        u = get_be(p + 1, w);
-        if (w < 8 && (u >> (8 * w - 1)) & 1) {
-            u |= ~(uint64_t)0 << (8 * w);        /* sign-extend */
-        }
-        memcpy(&x, &u, sizeof x);
-        return PyLong_FromLongLong(x);
-    }
-    case 0xcb: {
-        union { double d; uint64_t u; } cv;
-        if (n != 9) {
-            return NULL;
-        }
-        cv.u = get_be(p + 1, 8);
-        return PyFloat_FromDouble(cv.d);
-    }
-    case 0xd9: case 0xda: case 0xdb: case 0xc4: case 0xc5: case 0xc6: {
-        int str = c >= 0xd9;
-        int w = 1 << (c - (str ? 0xd9 : 0xc4));
-        Py_ssize_t len;
-        PyObject *out;
-        if (n < 1 + w) {
-            return NULL;
-        }
-        len = (Py_ssize_t)get_be(p + 1, w);
-        if (n != 1 + w + len) {
-            return NULL;
-        }
-        if (!str) {
-            return PyBytes_FromStringAndSize((const char *)p + 1 + w, len);
-        }
-        out = PyUnicode_DecodeUTF8((const char *)p + 1 + w, len, NULL);
-        if (out == NULL) {
-            PyErr_Clear();
-        }
-        return out;
-    }
-    default:
+    if ((c >= 0x80 && c <= 0x9f) || (c >= 0xdc && c <= 0xdf)) {
         return NULL;
     }
+    v = wire_unpack_obj(&p, end, 0);
+    if (v != NULL && p != end) {
+        Py_DECREF(v);                       /* trailing bytes: Python's error */
+        return NULL;
+    }
+    return v;
 }
 
 /* What the C scalar codec returned for arg (`r`, NULL without an exception
@@ -1882,12 +1840,7 @@ chan_rc_recv(PyObject *op, PyObject *Py_UNUSED(ignored))
     return rc_take_or(op, s_rrecv_slow);
 }
 
-static PyObject *
-chan_rc_next(PyObject *op, PyObject *Py_UNUSED(ignored))
-{
-    return rc_take_or(op, s_rnext_slow);
-}
-
+/* RemoteChan's iteration (chan_iternext calls it for rc_type) */
 static PyObject *
 rc_next_op(PyObject *op)
 {
@@ -1897,7 +1850,8 @@ rc_next_op(PyObject *op)
 PyDoc_STRVAR(set_remote_type_doc,
 "set_remote_type(cls, /)\n--\n\n"
 "Iterating an instance of cls (RemoteChan, without a __next__ of its own)\n"
-"takes the promoted-channel receive path (_rc_next).");
+"takes the promoted-channel receive path (a cached value in C, else\n"
+"_rnext_slow).");
 
 static PyObject *
 sp_set_remote_type(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
@@ -1922,8 +1876,6 @@ static PyMethodDef chan_methods[] = {
      "RemoteChan.send: a credited send in C, else _rsend_slow."},
     {"_rc_recv", (PyCFunction)chan_rc_recv, METH_NOARGS,
      "RemoteChan.recv: a cached value in C, else _rrecv_slow."},
-    {"_rc_next", (PyCFunction)chan_rc_next, METH_NOARGS,
-     "RemoteChan.__next__: a cached value in C, else _rnext_slow."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -2230,73 +2182,31 @@ static int
 wire_pack_obj(wbuf *b, PyObject *v, int depth)
 {
     PyTypeObject *t = Py_TYPE(v);
+    unsigned char hdr[9];
+    int hn;
+    const char *data;
+    Py_ssize_t n;
     if (depth > WIRE_DEPTH) {
         return 1;
     }
-    if (t == &PyLong_Type) {
-        int overflow;
-        long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
-        if (overflow > 0) {
-            unsigned long long u = PyLong_AsUnsignedLongLong(v);
-            if (u == (unsigned long long)-1 && PyErr_Occurred()) {
-                PyErr_Clear();
-                return 1;
-            }
-            return wb_head(b, 0xcf, u, 8);
-        }
-        if (overflow < 0 || (x == -1 && PyErr_Occurred())) {
-            PyErr_Clear();
-            return 1;
-        }
-        if (x >= 0) {
-            if (x < 128) return wb_head(b, (unsigned char)x, 0, 0);
-            if (x < 256) return wb_head(b, 0xcc, (uint64_t)x, 1);
-            if (x < 65536) return wb_head(b, 0xcd, (uint64_t)x, 2);
-            if (x < 4294967296LL) return wb_head(b, 0xce, (uint64_t)x, 4);
-            return wb_head(b, 0xcf, (uint64_t)x, 8);
-        }
-        if (x >= -32) return wb_head(b, (unsigned char)(x & 0xff), 0, 0);
-        if (x >= -128) return wb_head(b, 0xd0, (uint64_t)x, 1);
-        if (x >= -32768) return wb_head(b, 0xd1, (uint64_t)x, 2);
-        if (x >= -2147483648LL) return wb_head(b, 0xd2, (uint64_t)x, 4);
-        return wb_head(b, 0xd3, (uint64_t)x, 8);
-    }
-    if (v == Py_None || v == Py_True || v == Py_False) {
-        return wb_head(b, v == Py_None ? 0xc0 : v == Py_True ? 0xc3 : 0xc2, 0, 0);
-    }
-    if (t == &PyBytes_Type || t == &PyUnicode_Type) {
-        const char *data;
-        Py_ssize_t n;
-        int r;
-        if (t == &PyBytes_Type) {
-            data = PyBytes_AS_STRING(v);
-            n = PyBytes_GET_SIZE(v);
-            r = wb_len_head(b, (uint64_t)n, 0, 0, 0xc4, 0xc5, 0xc6);
-        } else {
-            data = PyUnicode_AsUTF8AndSize(v, &n);
-            if (data == NULL) {             /* surrogates: msgpack's error, in Python */
-                PyErr_Clear();
-                return 1;
-            }
-            r = wb_len_head(b, (uint64_t)n, 0xa0, 31, 0xd9, 0xda, 0xdb);
-        }
-        if (r != 0) {
-            return r;
-        }
-        if (wb_reserve(b, n) < 0) {
+    if (scalar_head(v, hdr, &hn, &data, &n) == 0) {
+        if (wb_reserve(b, hn + n) < 0) {
             return -1;
         }
-        memcpy(b->p + b->len, data, (size_t)n);
-        b->len += n;
+        memcpy(b->p + b->len, hdr, hn);
+        if (n) {
+            memcpy(b->p + b->len + hn, data, (size_t)n);
+        }
+        b->len += hn + n;
         return 0;
     }
     if (t == &PyList_Type || t == &PyTuple_Type) {
-        Py_ssize_t n = PySequence_Fast_GET_SIZE(v);
-        int r = wb_len_head(b, (uint64_t)n, 0x90, 15, 0, 0xdc, 0xdd);
+        Py_ssize_t len = PySequence_Fast_GET_SIZE(v);
+        int r = wb_len_head(b, (uint64_t)len, 0x90, 15, 0, 0xdc, 0xdd);
         if (r != 0) {
             return r;
         }
-        for (Py_ssize_t i = 0; i < n; i++) {
+        for (Py_ssize_t i = 0; i < len; i++) {
             /* a list may change under a callback: none runs here (exact types only) */
             r = wire_pack_obj(b, PySequence_Fast_GET_ITEM(v, i), depth + 1);
             if (r != 0) {
@@ -2304,11 +2214,6 @@ wire_pack_obj(wbuf *b, PyObject *v, int depth)
             }
         }
         return 0;
-    }
-    if (t == &PyFloat_Type) {
-        union { double d; uint64_t u; } cv;
-        cv.d = PyFloat_AS_DOUBLE(v);
-        return wb_head(b, 0xcb, cv.u, 8);
     }
     if (t == &PyDict_Type) {
         Py_ssize_t pos = 0;
