@@ -162,6 +162,13 @@ def _pre_pending() -> bool:
     return bool(_dirty)
 
 
+def _widen(px: _Px, w: Any) -> None:
+    """Double px's receive window, up to half the capacity and the bound for
+    where its home is (this worker: MAX_PREFETCH_HOME, else MAX_PREFETCH)."""
+    top = MAX_PREFETCH_HOME if px.home == w.wid else MAX_PREFETCH
+    px.prefetch = min(px.prefetch * 2, top, max(1, px.cap // 2))
+
+
 def _move_now(w: Any, px: _Px) -> None:
     """Order: everything px owes the broker goes before the next frame. Hub thread."""
     with w.link.lock:
@@ -255,8 +262,7 @@ class RemoteChan(Chan):
                         # cache ran dry, a receiver that never waits kept a
                         # window of a few values and asked every few values
                         # (W4: 128 requests per 512 values in some runs).
-                        px.prefetch = min(px.prefetch * 2, MAX_PREFETCH_HOME,
-                                          max(1, px.cap // 2))
+                        _widen(px, w)
                     ds = px.prefetch - ahead
                     px.spec_asked += ds
                     _to_home(w, px, [_wire.CH_DEMAND, px.cid, 0, ds])
@@ -280,8 +286,7 @@ class RemoteChan(Chan):
         ds = 0
         if px.cap:
             # The cache ran dry while a receiver wanted more: widen the window.
-            top = MAX_PREFETCH_HOME if px.home == w.wid else MAX_PREFETCH
-            px.prefetch = min(px.prefetch * 2, top, max(1, px.cap // 2))
+            _widen(px, w)
             ds = max(0, px.prefetch - 1 - px.spec_asked)
         if need > 0 or ds:
             need = max(need, 0)

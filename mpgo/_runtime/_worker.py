@@ -461,9 +461,7 @@ class Worker(_sched.Hooks):
             add(self.off_epoch, 1)
             _arena.clear_idle(self.wid)
         for fd, ev in events:
-            if fd == self.link.fd:
-                pass                # read below in any case
-            elif fd == self.death_fd:
+            if fd == self.death_fd:
                 self.exiting = True
                 os._exit(0)         # the supervisor is gone: no orphans (P14)
             elif fd == self.wake_r:
@@ -471,7 +469,7 @@ class Worker(_sched.Hooks):
                     os.read(self.wake_r, 512)
                 except BlockingIOError:
                     pass
-            else:
+            elif fd != self.link.fd:       # the inbox is read below in any case
                 self.io.on_event(fd, ev)
         self.read_messages()
         return True

@@ -40,9 +40,6 @@ _BIG_MESSAGE = 1 << 20
 # see the C file's section 5): the same calls without pyzmq's Python layers.
 # Without the accelerator, or with a pyzmq whose backend is not the Cython
 # one, the pyzmq methods are used.
-_CZ: Any = None
-
-
 def _bind_libzmq() -> Any:
     """_speedups when its libzmq calls could be bound, else None."""
     try:
@@ -60,7 +57,7 @@ def _bind_libzmq() -> Any:
     return None
 
 
-_CZ = _bind_libzmq()
+_CZ: Any = _bind_libzmq()
 
 
 def _zmq_error(errno: int) -> zmq.ZMQError:
@@ -144,6 +141,12 @@ class Link:
             self._packer = _wire.message_packer()
         return msg
 
+    def _send(self, dst: int, frames: list[Any]) -> None:
+        """One message of frames to dst, now. Under `lock`."""
+        err = self._sender(dst)(self._pack(frames))
+        if err:
+            raise _zmq_error(err)
+
     def send(self, dst: int, frame: list[Any]) -> None:
         """Queue one frame for `dst`. Owner thread."""
         self.queue.append((dst, frame))
@@ -190,10 +193,7 @@ class Link:
                 if dst == self.me:           # to ourselves: no socket (pair-mode homes)
                     self.local.extend(frames)
                     continue
-                msg = self._pack(frames)
-                err = self._sender(dst)(msg)
-                if err:
-                    raise _zmq_error(err)
+                self._send(dst, frames)
                 n += 1
             if n and self._on_sent is not None:
                 self._on_sent(n)
@@ -220,10 +220,7 @@ class Link:
     def send_now(self, dst: int, frames: list[Any]) -> None:
         """Send frames at once, bypassing the queue (sysmon's own hand-outs)."""
         with self.lock:
-            msg = self._pack(frames)
-            err = self._sender(dst)(msg)
-            if err:
-                raise _zmq_error(err)
+            self._send(dst, frames)
             if self._on_sent is not None:
                 self._on_sent(1)
 
