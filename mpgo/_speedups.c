@@ -1548,6 +1548,207 @@ sp_set_wire(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
 }
 
 /* ----------------------------------------------------------------------
+ * Pair rings (docs/design.md §6.9): a single-producer single-consumer byte
+ * ring in the arena, from the one sending worker of a pair-mode channel to
+ * the worker that homes it. The sender writes encoded values, the home reads
+ * them; credit is a counter the home raises. Layout at `off` (each group of
+ * words on its own cache line; who writes it in brackets):
+ *   +0   wpos   bytes written, ever          [sender]
+ *   +8   nput   entries written, ever        [sender]
+ *   +64  rpos   bytes read, ever             [home]
+ *   +72  grant  credit granted here, ever    [home]
+ *   +128 hwait  1: the home wants a wake-up frame at the next write [home sets, sender clears]
+ *   +192 pwait  1: a sender waits for credit or room [sender sets, home clears]
+ *   +256 data   RING_DATA bytes; an entry is a 4-byte length, then the value;
+ *               length RING_MARK: the value comes in a CH_BIG frame instead.
+ * Positions only grow; free room = RING_DATA - (wpos - rpos). The sender
+ * publishes wpos and the home rpos with sequentially consistent stores, each
+ * then reading the other side's wait flag (Dekker): a write and a wait can
+ * never both miss each other.
+ * ---------------------------------------------------------------------- */
+
+#define RING_DATA 65536u
+#define RING_HEAD 256u
+#define RING_MARK 0xFFFFFFFFu
+#define RG_WPOS 0
+#define RG_NPUT 8
+#define RG_RPOS 64
+#define RG_GRANT 72
+#define RG_HWAIT 128
+#define RG_PWAIT 192
+
+#define RGW(r, o) ((uint64_t *)((r) + (o)))
+
+/* The ring at arena offset off_obj, or NULL with an exception. */
+static char *
+ring_at(PyObject *off_obj)
+{
+    long long off = PyLong_AsLongLong(off_obj);
+    if (off == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (arena_base == NULL || off < 0 || (off & 63) != 0
+            || off + (long long)(RING_HEAD + RING_DATA) > (long long)arena_len) {
+        PyErr_Format(PyExc_ValueError, "no ring at arena offset %lld", off);
+        return NULL;
+    }
+    return arena_base + off;
+}
+
+static void
+ring_copy_in(char *r, uint64_t pos, const void *src, size_t n)
+{
+    size_t at = (size_t)(pos % RING_DATA), first = RING_DATA - at;
+    char *data = r + RING_HEAD;
+    if (first >= n) {
+        memcpy(data + at, src, n);
+    } else {
+        memcpy(data + at, src, first);
+        memcpy(data, (const char *)src + first, n - first);
+    }
+}
+
+static void
+ring_copy_out(char *r, uint64_t pos, void *dst, size_t n)
+{
+    size_t at = (size_t)(pos % RING_DATA), first = RING_DATA - at;
+    const char *data = r + RING_HEAD;
+    if (first >= n) {
+        memcpy(dst, data + at, n);
+    } else {
+        memcpy(dst, data + at, first);
+        memcpy((char *)dst + first, data, n - first);
+    }
+}
+
+/* Write one entry (mark: a CH_BIG placeholder). 0: no room (nothing
+ * written); 1: written; 2: written, and the home asked to be woken (the
+ * flag is cleared here: exactly one writer sends the wake-up). */
+static int
+ring_write(char *r, const char *p, uint32_t n, int mark)
+{
+    uint64_t w = __atomic_load_n(RGW(r, RG_WPOS), __ATOMIC_RELAXED);
+    uint64_t rp = __atomic_load_n(RGW(r, RG_RPOS), __ATOMIC_ACQUIRE);
+    uint64_t need = 4u + (mark ? 0u : n), one = 1;
+    uint32_t hdr = mark ? RING_MARK : n;
+    if ((uint64_t)RING_DATA - (w - rp) < need) {
+        return 0;
+    }
+    ring_copy_in(r, w, &hdr, 4);
+    if (!mark) {
+        ring_copy_in(r, w + 4, p, n);
+    }
+    __atomic_store_n(RGW(r, RG_NPUT), __atomic_load_n(RGW(r, RG_NPUT), __ATOMIC_RELAXED) + 1,
+                     __ATOMIC_RELAXED);
+    __atomic_store_n(RGW(r, RG_WPOS), w + need, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(RGW(r, RG_HWAIT), __ATOMIC_SEQ_CST)
+            && __atomic_compare_exchange_n(RGW(r, RG_HWAIT), &one, 0, 0,
+                                           __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+        return 2;
+    }
+    return 1;
+}
+
+PyDoc_STRVAR(ring_put_doc,
+"ring_put(off, b, /)\n--\n\n"
+"Sender side: append bytes b to the pair ring at arena offset off, or, with\n"
+"b None, a CH_BIG placeholder. 0: no room (nothing written); 1: written;\n"
+"2: written and the home asked for a wake-up frame (the caller sends it).");
+
+static PyObject *
+sp_ring_put(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    char *r;
+    int rc;
+    CHECK_NARGS("ring_put", 2);
+    if ((r = ring_at(args[0])) == NULL) {
+        return NULL;
+    }
+    if (args[1] == Py_None) {
+        rc = ring_write(r, NULL, 0, 1);
+    } else if (PyBytes_Check(args[1])) {
+        Py_ssize_t n = PyBytes_GET_SIZE(args[1]);
+        if (n > (Py_ssize_t)(RING_DATA / 4)) {
+            PyErr_SetString(PyExc_ValueError, "ring_put: value too large for a ring entry");
+            return NULL;
+        }
+        rc = ring_write(r, PyBytes_AS_STRING(args[1]), (uint32_t)n, 0);
+    } else {
+        PyErr_SetString(PyExc_TypeError, "ring_put: bytes or None required");
+        return NULL;
+    }
+    return PyLong_FromLong(rc);
+}
+
+PyDoc_STRVAR(ring_take_doc,
+"ring_take(off, nbig, /)\n--\n\n"
+"Home side: every entry written to the ring at off and not yet read, in\n"
+"order, as a list of bytes; a CH_BIG placeholder is None, and at most nbig\n"
+"of them are taken (reading stops before the next one: its value has not\n"
+"arrived). The room read is given back to the sender.");
+
+static PyObject *
+sp_ring_take(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    char *r;
+    long long nbig;
+    uint64_t rp, w;
+    PyObject *out;
+    CHECK_NARGS("ring_take", 2);
+    if ((r = ring_at(args[0])) == NULL) {
+        return NULL;
+    }
+    nbig = PyLong_AsLongLong(args[1]);
+    if (nbig == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    rp = __atomic_load_n(RGW(r, RG_RPOS), __ATOMIC_RELAXED);
+    w = __atomic_load_n(RGW(r, RG_WPOS), __ATOMIC_ACQUIRE);
+    if ((out = PyList_New(0)) == NULL) {
+        return NULL;
+    }
+    if (w - rp > RING_DATA) {
+        Py_DECREF(out);
+        PyErr_SetString(PyExc_SystemError, "ring_take: corrupt ring positions");
+        return NULL;
+    }
+    while (rp != w) {
+        uint32_t n;
+        PyObject *b;
+        ring_copy_out(r, rp, &n, 4);
+        if (n == RING_MARK) {
+            if (nbig <= 0) {
+                break;
+            }
+            nbig--;
+            rp += 4;
+            b = Py_NewRef(Py_None);
+        } else {
+            if (n > RING_DATA / 4 || (uint64_t)n + 4 > w - rp) {
+                Py_DECREF(out);
+                PyErr_SetString(PyExc_SystemError, "ring_take: corrupt ring entry");
+                return NULL;
+            }
+            b = PyBytes_FromStringAndSize(NULL, n);
+            if (b == NULL) {
+                Py_DECREF(out);
+                return NULL;
+            }
+            ring_copy_out(r, rp + 4, PyBytes_AS_STRING(b), n);
+            rp += 4u + n;
+        }
+        if (PyList_Append(out, b) < 0) {
+            Py_DECREF(b);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(b);
+    }
+    __atomic_store_n(RGW(r, RG_RPOS), rp, __ATOMIC_SEQ_CST);
+    return out;
+}
+
+/* ----------------------------------------------------------------------
  * Promoted channels (RemoteChan, mpgo/_runtime/_remote.py): the two
  * per-value cases, in C. A send spends one credit the home granted
  * (the value is encoded and queued in px.puts; the hub frames it later);
@@ -1567,18 +1768,21 @@ static PyObject *s_last_turn, *s_turn_age, *s_rsend_slow, *s_rrecv_slow, *s_rnex
 static PyTypeObject *px_type = NULL;
 static Py_ssize_t o_run = -1, o_closed_seen = -1, o_credits = -1, o_want_sent = -1,
                   o_grant = -1, o_puts = -1, o_cache = -1, o_cap = -1, o_spec_asked = -1,
-                  o_prefetch = -1, o_drained = -1, o_consumed = -1, o_reported = -1;
+                  o_prefetch = -1, o_drained = -1, o_consumed = -1, o_reported = -1,
+                  o_ring = -1, o_gseen = -1;
+static PyObject *rc_ring_wake = NULL;    /* _remote._ring_wake(px): the home asked */
 #define PXF(px, off) (*(PyObject **)((char *)(px) + (off)))
 
 
 PyDoc_STRVAR(set_remote_doc,
-"set_remote(dirty, sched_dict, run, px_type, /)\n--\n\n"
+"set_remote(dirty, sched_dict, run, px_type, ring_wake, /)\n--\n\n"
 "What the promoted-channel fast paths need; run is the worker's current run,\n"
-"px_type the class of a channel's _r (_remote._Px, with __slots__).");
+"px_type the class of a channel's _r (_remote._Px, with __slots__),\n"
+"ring_wake(px) what a ring send calls when the home asked to be woken.");
 
 static const char *const px_fields[] = {
     "run", "closed_seen", "credits", "want_sent", "grant", "puts", "cache", "cap",
-    "spec_asked", "prefetch", "drained", "consumed", "reported",
+    "spec_asked", "prefetch", "drained", "consumed", "reported", "ring", "gseen",
 };
 
 static PyObject *
@@ -1586,7 +1790,7 @@ sp_set_remote(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nar
 {
     long long run;
     Py_ssize_t offs[sizeof px_fields / sizeof px_fields[0]];
-    CHECK_NARGS("set_remote", 4);
+    CHECK_NARGS("set_remote", 5);
     if (!PyAnySet_Check(args[0]) || !PyDict_Check(args[1]) || !PyType_Check(args[3])) {
         PyErr_SetString(PyExc_TypeError,
                         "set_remote: dirty must be a set, sched_dict a dict, px_type a class");
@@ -1617,7 +1821,8 @@ sp_set_remote(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nar
     o_run = offs[0]; o_closed_seen = offs[1]; o_credits = offs[2]; o_want_sent = offs[3];
     o_grant = offs[4]; o_puts = offs[5]; o_cache = offs[6]; o_cap = offs[7];
     o_spec_asked = offs[8]; o_prefetch = offs[9]; o_drained = offs[10]; o_consumed = offs[11];
-    o_reported = offs[12];
+    o_reported = offs[12]; o_ring = offs[13]; o_gseen = offs[14];
+    Py_XSETREF(rc_ring_wake, Py_NewRef(args[4]));
     Py_XSETREF(rc_dirty, Py_NewRef(args[0]));
     Py_XSETREF(rc_sched_dict, Py_NewRef(args[1]));
     Py_XSETREF(px_type, (PyTypeObject *)Py_NewRef(args[3]));
@@ -1714,6 +1919,66 @@ rc_px(ChanObject *self)
     return run == rc_run ? px : NULL;
 }
 
+/* A send on a channel whose pair ring px.ring is in use: spend one credit
+ * (topped up from the ring's grant counter) and write the value into the
+ * ring; the Python method for everything else (no credit or room, a value
+ * too large for an entry, a closed channel). */
+static PyObject *
+rc_ring_send(PyObject *op, PyObject *px, PyObject *v)
+{
+    char *r;
+    PyObject *b;
+    long long credits, gseen;
+    int rc;
+    if (px_bool(px, o_closed_seen) != 0 || px_ll(px, o_credits, &credits) < 0
+            || (r = ring_at(PXF(px, o_ring))) == NULL) {
+        goto slow;
+    }
+    if (credits <= 0) {
+        long long g = (long long)__atomic_load_n(RGW(r, RG_GRANT), __ATOMIC_ACQUIRE);
+        if (px_ll(px, o_gseen, &gseen) < 0 || g <= gseen) {
+            goto slow;
+        }
+        credits += g - gseen;
+        if (px_set_ll(px, o_gseen, g) < 0 || px_set_ll(px, o_credits, credits) < 0) {
+            goto slow;
+        }
+    }
+    Py_INCREF(px);
+    b = wire_encode_impl(v);                 /* TypeError here: nothing touched */
+    if (b == NULL) {
+        Py_DECREF(px);
+        return NULL;
+    }
+    if (PyBytes_GET_SIZE(b) > (Py_ssize_t)(RING_DATA / 4)
+            || (rc = ring_write(r, PyBytes_AS_STRING(b), (uint32_t)PyBytes_GET_SIZE(b), 0)) == 0) {
+        Py_DECREF(b);
+        Py_DECREF(px);
+        goto slow;
+    }
+    Py_DECREF(b);
+    if (px_set_ll(px, o_credits, credits - 1) < 0) {
+        Py_DECREF(px);
+        return NULL;              /* written: never retried */
+    }
+    if (rc == 2) {
+        PyObject *res = PyObject_CallOneArg(rc_ring_wake, px);
+        Py_DECREF(px);
+        if (res == NULL) {
+            return NULL;
+        }
+        Py_DECREF(res);
+        Py_RETURN_NONE;
+    }
+    Py_DECREF(px);
+    Py_RETURN_NONE;
+slow:
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+    }
+    return PyObject_CallMethodOneArg(op, s_rsend_slow, v);
+}
+
 static PyObject *
 chan_rc_send(PyObject *op, PyObject *v)
 {
@@ -1723,6 +1988,9 @@ chan_rc_send(PyObject *op, PyObject *v)
     int closed, want_sent;
     if (px == NULL) {
         goto slow;
+    }
+    if (PXF(px, o_ring) != NULL && PXF(px, o_ring) != Py_None) {
+        return rc_ring_send(op, px, v);
     }
     if ((closed = px_bool(px, o_closed_seen)) != 0
             || px_ll(px, o_credits, &credits) < 0 || credits <= 0
@@ -2557,6 +2825,9 @@ static PyMethodDef sp_methods[] = {
     FASTCALL("wire_pack", sp_wire_pack, wire_pack_doc),
     FASTCALL("wire_split", sp_wire_split, wire_split_doc),
     FASTCALL("set_split", sp_set_split, set_split_doc),
+    /* pair rings */
+    FASTCALL("ring_put", sp_ring_put, ring_put_doc),
+    FASTCALL("ring_take", sp_ring_take, ring_take_doc),
     {NULL, NULL, 0, NULL},
 };
 
@@ -2589,7 +2860,9 @@ PyInit__speedups(void)
     if (m == NULL) {
         return NULL;
     }
-    if (PyModule_AddStringConstant(m, "IMPLEMENTATION", "c") < 0) {
+    if (PyModule_AddStringConstant(m, "IMPLEMENTATION", "c") < 0
+            || PyModule_AddIntConstant(m, "RING_BYTES", RING_HEAD + RING_DATA) < 0
+            || PyModule_AddIntConstant(m, "RING_BIG", RING_DATA / 4) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -33,7 +33,20 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from .._transport import _wire
+from .._transport import _arena, _wire
+from .._transport._atomic import add as _add
+from .._transport._atomic import cas as _cas
+from .._transport._atomic import load as _load
+from .._transport._atomic import store as _store
+
+try:
+    from .._speedups import ring_take as _ring_take
+except ImportError:         # no accelerator: no pair rings, every value is a frame
+    _ring_take = None
+
+# pair ring words (offsets from the ring's start; the layout is _speedups.c's)
+RG_WPOS, RG_NPUT, RG_RPOS, RG_GRANT, RG_HWAIT, RG_PWAIT = 0, 8, 64, 72, 128, 192
+RING_DATA = _arena.RING_BYTES - 256
 
 RECALL_IDLE = 0.02       # a worker holding values or credit it has not used for this long
                          # gives them back when others wait (recall)
@@ -79,7 +92,8 @@ class BChan:
 
     __slots__ = ("cid", "cap", "closed", "buf", "sendq", "recvq", "spec", "credits",
                  "held", "want", "close_wait", "recalling", "drained_sent", "stale",
-                 "active")
+                 "active", "ring", "ring_w", "ring_on", "ring_tried", "big", "ring_put0",
+                 "ring_taken")
 
     def __init__(self, cid: int, cap: int) -> None:
         self.cid = cid
@@ -99,6 +113,15 @@ class BChan:
         self.drained_sent: set[int] = set()
         self.stale = 0
         self.active: dict[int, float] = {}   # worker -> when it last consumed or sent
+        # pair ring (§6.9): its arena offset while leased to this channel, the
+        # sending worker, whether ring values may be read (after CH_RING_ON)
+        self.ring: int | None = None
+        self.ring_w = -1
+        self.ring_on = False
+        self.ring_tried = False
+        self.big: deque[bytes] = deque()     # CH_BIG values for the ring's placeholders
+        self.ring_put0 = 0                   # the sender's entry count at the last grant
+        self.ring_taken = 0                  # entries read from the ring
 
     def sweep(self) -> None:
         """Drop select cases whose select already fired."""
@@ -130,6 +153,11 @@ class Home:
         self.out: dict[tuple[int, int], list[Any]] = {}              # (w, cid) -> [values, ncommitted]
         self.rand = random.Random()
         self.recheck: dict[int, float] = {}      # cid -> when to look at its recall again
+        # Pair rings (§6.9), in a worker's home only: sender worker -> ring
+        # offset (the worker's, kept across runs), and sender -> the channel
+        # leasing that ring in this run.
+        self.ring_pool: dict[int, int] | None = None
+        self.ring_lease: dict[int, int] = {}
 
     def next_deadline(self) -> float | None:
         """When `tick` has something to do (the host bounds its poll with it)."""
@@ -278,6 +306,7 @@ class Home:
 
     def pump(self, c: BChan) -> None:
         """Move everything that can move now. Called after every change to c."""
+        drained = c.ring_on and self.ring_drain(c)
         if c.cap:
             # blocked senders into the buffer while there is room
             while c.sendq and c.free() > 0:
@@ -338,6 +367,114 @@ class Home:
                 v = self._take_sender(c, False)
                 self._give(c, r, v)
         self._maybe_recall_or_drain(c)
+        if c.ring_on:
+            self._ring_tail(c, drained, False)
+
+    # -- pair rings (docs/design.md §6.9) ----------------------------------------
+
+    def ring_offer(self, c: BChan, w: int) -> None:
+        """Lend worker w's ring to channel c if w sends on it with credit and
+        the ring is free: the ring is reset and offered (CH_RING)."""
+        pool = self.ring_pool
+        c.ring_tried = True
+        if pool is None or _ring_take is None or w == self.me or w in self.ring_lease \
+                or c.closed or not c.cap:
+            return
+        off = pool.get(w)
+        if off is None:
+            off = _arena.alloc_ring()
+            if off is None:
+                return
+            pool[w] = off
+        for word in (RG_WPOS, RG_NPUT, RG_RPOS, RG_GRANT, RG_HWAIT, RG_PWAIT):
+            _store(off + word, 0)
+        self.ring_lease[w] = c.cid
+        c.ring, c.ring_w, c.ring_on = off, w, False
+        c.ring_put0 = c.ring_taken = 0
+        self.send(w, [_wire.CH_RING, c.cid, off])
+
+    def ring_drain(self, c: BChan) -> bool:
+        """Read what the sender wrote into c's ring: the values join the buffer
+        on the sender's credit, as a CH_PUT's do. True if there were any."""
+        assert c.ring is not None and _ring_take is not None
+        vals = _ring_take(c.ring, len(c.big))
+        if not vals:
+            return False
+        if c.big:
+            big = c.big
+            vals = [big.popleft() if v is None else v for v in vals]
+        n = len(vals)
+        c.ring_taken += n
+        w = c.ring_w
+        left = c.credits.get(w, 0) - n
+        if left > 0:
+            c.credits[w] = left
+        else:
+            c.credits.pop(w, None)
+        c.active[w] = _monotonic()
+        c.buf.extend(vals)
+        return True
+
+    def _ring_tail(self, c: BChan, drained: bool, idle: bool) -> None:
+        """After a pump: credit for the ring's sender, waking its waiting
+        senders, and asking it for a wake-up if receivers wait for values.
+
+        The sender is topped up to half the capacity whenever it has written
+        since the last grant (or waits); its senders are woken once it holds
+        half the capacity, or room was made, or this hub is about to idle."""
+        r = c.ring
+        assert r is not None
+        w = c.ring_w
+        if not c.closed:
+            nput = _load(r + RG_NPUT)
+            waiting = _load(r + RG_PWAIT)
+            unspent = c.credits.get(w, 0) - (nput - c.ring_taken)
+            if nput != c.ring_put0 or waiting:
+                n = min(c.free(), max(1, c.cap // 2) - unspent)
+                if n > 0:
+                    c.credits[w] = c.credits.get(w, 0) + n
+                    unspent += n
+                    c.ring_put0 = nput
+                    _add(r + RG_GRANT, n)       # a full barrier before the load below
+            if unspent > 0 and (unspent >= max(1, c.cap // 2) or drained or idle) \
+                    and _load(r + RG_PWAIT) and _cas(r + RG_PWAIT, 1, 0):
+                self.send(w, [_wire.CH_RING_WAKE, c.cid])
+        if not c.buf and self._next_receiver(c) is not None:
+            _store(r + RG_HWAIT, 1)
+            if _load(r + RG_WPOS) != _load(r + RG_RPOS) and self.ring_drain(c):
+                self.pump(c)        # written before the flag was seen: serve it now
+
+    def ring_idle(self) -> None:
+        """This hub is about to idle: read the rings, wake senders with credit."""
+        for cid in list(self.ring_lease.values()):
+            c = self.chans.get(cid)
+            if c is not None and c.ring_on:
+                drained = self.ring_drain(c)
+                if drained:
+                    self.pump(c)
+                self._ring_tail(c, drained, True)
+
+    def ring_end(self, c: BChan, gseen: int | None) -> None:
+        """c stops using its ring (the sender stopped writing: it fenced, let go
+        of the channel, or the channel goes away): read what is left and give
+        the ring back. Grants the sender never saw (gseen: what it had seen)
+        are taken back from its credit."""
+        if c.ring is None:
+            return
+        r = c.ring
+        if c.ring_on:
+            self.ring_drain(c)
+            if gseen is not None:
+                unseen = _load(r + RG_GRANT) - gseen
+                if unseen > 0:
+                    left = c.credits.get(c.ring_w, 0) - unseen
+                    if left > 0:
+                        c.credits[c.ring_w] = left
+                    else:
+                        c.credits.pop(c.ring_w, None)
+        if self.ring_lease.get(c.ring_w) == c.cid:
+            del self.ring_lease[c.ring_w]
+        c.ring, c.ring_on = None, False
 
     def _recall_idle(self, c: BChan, workers: dict[int, int], waiting: set[int]) -> None:
         """Recall what idle holders keep (values or credit) while others wait.
@@ -507,6 +644,8 @@ class Home:
         holders = {x for x, n in c.credits.items() if n > 0}
         c.close_wait = {"w": w, "ticket": ticket, "left": set(holders)}
         told = set(holders) | set(c.held) | {r.w for r in c.recvq if type(r) is _Demand} | wanters
+        if c.ring_on:
+            told.add(c.ring_w)      # its senders may wait for ring credit
         for x in told:
             self.send(x, [_wire.CH_CLOSED, c.cid])
         if not holders:
@@ -551,8 +690,12 @@ class Home:
         """Apply one channel frame addressed to this home."""
         c = self.chans.get(f[1])
         if c is None:
-            self.pending.setdefault(f[1], []).append((src, f))
+            if f[0] not in (_wire.CH_RING_ON, _wire.CH_RING_POKE):
+                self.pending.setdefault(f[1], []).append((src, f))
             return
+        if c.ring_on:
+            # what the sender wrote before this frame comes first (P1)
+            self.ring_drain(c)
         _DISPATCH[f[0]](self, c, src, f)
 
     def replay(self, cid: int) -> None:
@@ -605,7 +748,30 @@ class Home:
                 self._give(c, r, f[2])
         self.pump(c)
 
+    def _f_ring_on(self, c: BChan, src: int, f: list[Any]) -> None:
+        if c.ring is None or src != c.ring_w:
+            return
+        if f[2]:
+            c.ring_on = True
+            if src in c.want:
+                c.want.remove(src)      # ring grants serve it from now on
+            self.pump(c)
+        else:
+            self.ring_end(c, None)
+
+    def _f_ring_poke(self, c: BChan, src: int, f: list[Any]) -> None:
+        self.pump(c)
+
+    def _f_big(self, c: BChan, src: int, f: list[Any]) -> None:
+        if c.ring_on and src == c.ring_w:
+            c.big.append(f[2])
+            self.pump(c)            # its placeholder may be read now
+        else:
+            self._f_put(c, src, [_wire.CH_PUT, c.cid, [f[2]]])
+
     def _f_put(self, c: BChan, src: int, f: list[Any]) -> None:
+        if not c.ring_tried and self.ring_pool is not None:
+            self.ring_offer(c, src)
         vals = f[2]
         c.active[src] = _monotonic()
         left = c.credits.get(src, 0) - len(vals)
@@ -617,6 +783,8 @@ class Home:
         self.pump(c)
 
     def _f_want(self, c: BChan, src: int, f: list[Any]) -> None:
+        if not c.ring_tried and self.ring_pool is not None:
+            self.ring_offer(c, src)
         if c.closed:
             # its senders may wait for this grant: they learn of the close
             self.send(src, [_wire.CH_CLOSED, c.cid])
@@ -664,6 +832,8 @@ class Home:
         c.recalling.discard(src)
         if len(f) > 4 and f[4]:
             # the worker keeps nothing of this channel any more
+            if c.ring is not None and src == c.ring_w:
+                self.ring_end(c, None)
             c.buf.extendleft(reversed(vals))
             c.held.pop(src, None)
             c.credits.pop(src, None)
@@ -703,8 +873,11 @@ class Home:
                 and not any(type(r) is _SelCase for r in c.recvq)
                 and not any(type(s) is _SelCase for s in c.sendq))
 
-    def export(self, cid: int) -> list[Any]:
-        """Remove channel cid from this home and return its state as plain data."""
+    def export(self, cid: int, gseen: int | None = None) -> list[Any]:
+        """Remove channel cid from this home and return its state as plain data.
+        gseen: the ring grant its sender had seen when it fenced (§6.9)."""
+        c = self.chans[cid]
+        self.ring_end(c, gseen)
         self.flush_deliveries()
         c = self.chans.pop(cid)
         return [c.cid, c.cap, c.closed, list(c.buf),
@@ -743,5 +916,8 @@ _DISPATCH: dict[int, Callable[[Home, BChan, int, list[Any]], None]] = {
     _wire.CH_CLOSE: Home._f_close,
     _wire.CH_CLOSED_ACK: Home._f_closed_ack,
     _wire.CH_LEN: Home._f_len,
+    _wire.CH_RING_ON: Home._f_ring_on,
+    _wire.CH_RING_POKE: Home._f_ring_poke,
+    _wire.CH_BIG: Home._f_big,
 }
 DATA_FRAMES = frozenset(_DISPATCH)

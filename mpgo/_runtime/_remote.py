@@ -25,6 +25,7 @@ handlers from the hub.
 
 from __future__ import annotations
 
+import os
 import time
 import weakref
 from collections import deque
@@ -37,13 +38,24 @@ from .._core._sched import G
 from .._errors import ClosedChannelError
 from .._transport import _wire
 from .._transport._arena import H_CID
-from .._transport._atomic import add
+from .._transport._atomic import add, load, store
 from .._transport._link import SUPERVISOR
 from . import _worker
-from ._chanhome import DATA_FRAMES, Home
+from ._chanhome import DATA_FRAMES, RG_GRANT, RG_PWAIT, RG_RPOS, RG_WPOS, RING_DATA, Home
 from ._worker import current_worker, handler, refuse_sysmon
 
 _DRAINED = object()
+
+try:
+    from .._speedups import RING_BIG
+    from .._speedups import ring_put as _ring_put
+except ImportError:         # no accelerator: no pair rings
+    _ring_put = None
+    RING_BIG = 0
+# MPGO_PAIR_RINGS=0 turns pair rings off (every credited value is a frame)
+RINGS = os.environ.get("MPGO_PAIR_RINGS", "1") != "0"
+_perf = time.perf_counter
+_yield = os.sched_yield
 MAX_PREFETCH = 256
 # ... when the channel's home is this worker (pair mode, §6.7): the values are
 # in this process already and no other worker receives, so a wider window only
@@ -62,7 +74,7 @@ class _Px:
     __slots__ = ("cid", "cap", "run", "credits", "grant", "want_sent", "puts", "recvq",
                  "asked", "spec_asked", "prefetch", "cache", "consumed", "reported",
                  "closed_seen", "drained", "forgotten", "home", "pending", "outbox",
-                 "cwait", "__weakref__")
+                 "cwait", "ring", "gseen", "__weakref__")
 
     def __init__(self, cid: int, cap: int, run: int) -> None:
         self.cid = cid
@@ -86,6 +98,10 @@ class _Px:
         self.pending = False      # the home is moving: frames wait in outbox
         self.outbox: list[tuple[int | None, list[Any]]] = []   # (None: the home)
         self.cwait: deque[G] = deque()       # senders parked here until credit comes
+        # The pair ring this worker sends into (§6.9): its arena offset, or
+        # None; and the ring's grant counter as far as this worker took it.
+        self.ring: int | None = None
+        self.gseen = 0
 
 
 def _move(px: _Px, queue: Any) -> None:
@@ -105,6 +121,7 @@ def _move(px: _Px, queue: Any) -> None:
         # The object died: what it held (prefetched values, unused credit) goes
         # back to the home, then the broker hears this worker let go.
         px.forgotten = 2
+        _ring_detach(px)
         vals = list(px.cache)
         px.cache.clear()
         credits, px.credits = px.credits, 0
@@ -169,6 +186,20 @@ def _widen(px: _Px, w: Any) -> None:
     px.prefetch = min(px.prefetch * 2, top, max(1, px.cap // 2))
 
 
+def _consumed_at_home(w: Any, px: _Px) -> None:
+    """Apply what this worker's receivers consumed to the channel's home here
+    at once, not at the next hub pass: the room it makes is granted to a ring
+    sender straight away (§6.9). Hub thread; px is homed in this worker."""
+    c = w.chome.chans.get(px.cid)
+    if c is None or not c.ring_on or px.pending:
+        return
+    with w.link.lock:
+        n = px.consumed - px.reported
+        px.reported += n
+    if n > 0:
+        w.chome.handle(w.wid, [_wire.CH_CONSUMED, px.cid, n])
+
+
 def _move_now(w: Any, px: _Px) -> None:
     """Order: everything px owes the broker goes before the next frame. Hub thread."""
     with w.link.lock:
@@ -189,13 +220,15 @@ class RemoteChan(Chan):
 
     def _rsend_slow(self, v: Any) -> None:
         px = self._px()
-        if px.credits > 0 and (_sched._preempt
-                               or _monotonic() - _sched._last_turn > _sched.TURN_AGE):
+        if (px.credits > 0 or px.ring is not None) and (
+                _sched._preempt or _monotonic() - _sched._last_turn > _sched.TURN_AGE):
             # A send on credit does not park: the goroutine yields first, so
             # that the hub gets its turn (a send that parks yields anyway).
             _sched.preempt_point()
         w = _worker.W
         assert w is not None
+        if px.ring is not None and _ring_send(w, px, v):
+            return
         while px.credits <= 0 and px.want_sent and not px.closed_seen:
             # Out of credit with a request outstanding (CH_WANT): the grant is
             # on its way or comes as soon as the buffer has room, so wait for
@@ -207,6 +240,8 @@ class RemoteChan(Chan):
             g.waitq = px.cwait  # type: ignore[union-attr]
             _sched.park("chan send")
             g.waitq = None  # type: ignore[union-attr]
+            if px.ring is not None and _ring_send(w, px, v):
+                return      # the home lent its ring meanwhile: values go there now (P1)
         if px.closed_seen:
             raise ClosedChannelError("send on closed channel")
         b = _wire.encode(v)
@@ -263,6 +298,7 @@ class RemoteChan(Chan):
                         # window of a few values and asked every few values
                         # (W4: 128 requests per 512 values in some runs).
                         _widen(px, w)
+                        _consumed_at_home(w, px)
                     ds = px.prefetch - ahead
                     px.spec_asked += ds
                     _to_home(w, px, [_wire.CH_DEMAND, px.cid, 0, ds])
@@ -367,6 +403,131 @@ class RemoteChan(Chan):
         if w is not None and self._id > 0:
             w.link.queue.append((SUPERVISOR, [_wire.CH_REF, self._id]))
         return (_chan_ref, (self._id, self._cap))
+
+
+# -- pair rings: this worker sends into a ring its partner reads (§6.9) ---------
+
+def _ring_topup(px: _Px, r: int) -> None:
+    """Take the credit the home granted through the ring since the last look."""
+    g = load(r + RG_GRANT)
+    if g > px.gseen:
+        px.credits += g - px.gseen
+        px.gseen = g
+
+
+def _ring_send(w: Any, px: _Px, v: Any) -> bool:
+    """A send through px's ring (the C path's cases it leaves here: no credit
+    or no room, a large value, a closed channel). Waits for credit or room;
+    False (nothing sent) if the ring was given up meanwhile."""
+    b = _wire.encode(v)             # TypeError here: nothing touched
+    big = len(b) > RING_BIG
+    while True:
+        if px.closed_seen:
+            raise ClosedChannelError("send on closed channel")
+        r = px.ring
+        if r is None:
+            return False
+        if px.credits <= 0:
+            _ring_topup(px, r)
+        if px.credits > 0:
+            rc = _ring_put(r, None if big else b)
+            if rc:
+                px.credits -= 1
+                if big:
+                    # the value follows its placeholder by message (one link: in order)
+                    w.send(px.home, [_wire.CH_BIG, px.cid, b])
+                    w.link.flush()
+                if rc == 2:
+                    _ring_wake(px)
+                return True
+        if not _sched.has_runnable() and _ring_spin(px, r, 4 + (0 if big else len(b))):
+            continue
+        # No credit or no room: wait for the home's CH_RING_WAKE. The flag is
+        # raised before looking again (the home clears it when it grants or
+        # reads), so a grant or a read in between is never missed.
+        store(r + RG_PWAIT, 1)
+        _ring_topup(px, r)
+        room = RING_DATA - (load(r + RG_WPOS) - load(r + RG_RPOS))
+        if px.credits > 0 and room >= 4 + (0 if big else len(b)):
+            store(r + RG_PWAIT, 0)
+            continue
+        if not px.cwait:
+            # the home's hub may be idle: it looks at the ring when told
+            w.send(px.home, [_wire.CH_RING_POKE, px.cid])
+            w.link.flush()
+        g = _sched._cur
+        px.cwait.append(g)  # type: ignore[arg-type]
+        g.waitq = px.cwait  # type: ignore[union-attr]
+        _sched.park("chan send")
+        g.waitq = None  # type: ignore[union-attr]
+
+
+RING_SPIN = 200e-6
+
+
+def _ring_spin(px: _Px, r: int, need: int) -> bool:
+    """Nothing else to run here: watch the ring for credit and room for a
+    short while before parking (a park costs the home a message and its
+    answer; a home still consuming grants within that time). True if both came."""
+    end = _perf() + RING_SPIN
+    while _perf() < end:
+        _ring_topup(px, r)
+        if px.credits > 0 and RING_DATA - (load(r + RG_WPOS) - load(r + RG_RPOS)) >= need:
+            return True
+        _yield()
+    return False
+
+
+def _ring_wake(px: _Px) -> None:
+    """The home asked to hear of the next ring value (its receivers wait):
+    tell it now. Called by ring sends, also from the C path."""
+    w = _worker.W
+    if w is None:
+        return
+    w.send(px.home, [_wire.CH_RING_POKE, px.cid])
+    w.link.flush()
+
+
+def _ring_detach(px: _Px) -> int | None:
+    """Stop sending into px's ring: what the home granted so far becomes
+    px.credits. Returns the grant counter as seen (the home takes back
+    grants made after this), None if px had no ring."""
+    r = px.ring
+    if r is None:
+        return None
+    _ring_topup(px, r)
+    px.ring = None
+    return px.gseen
+
+
+@handler(_wire.CH_RING)
+def _h_ring(src: int, f: list[Any]) -> None:
+    """The home lends its ring: accept unless the channel is moving, closed,
+    gone, or homed elsewhere (CH_RING_ON answers either way; after it, in
+    the link's order, the home reads the ring)."""
+    w = _worker.W
+    assert w is not None
+    px = _px_of(f[1])
+    ok = (px is not None and _ring_put is not None and not px.pending
+          and not px.closed_seen and px.home == src and px.forgotten == 0)
+    with w.link.lock:
+        if ok:
+            _move(px, w.link.queue)           # values framed so far go first
+        w.link.queue.append((src, [_wire.CH_RING_ON, f[1], ok]))
+    if ok:
+        assert px is not None
+        px.ring = f[2]
+        px.gseen = 0
+        px.want_sent = False
+        _wake_credit_waiters(px)    # senders waiting for a CH_CREDIT wait on the ring now
+    _sched.want_hub_turn()
+
+
+@handler(_wire.CH_RING_WAKE)
+def _h_ring_wake(src: int, f: list[Any]) -> None:
+    px = _px_of(f[1])
+    if px is not None:
+        _wake_credit_waiters(px)
 
 
 def _open(ch: RemoteChan, w: Any, ref: int) -> _Px:
@@ -625,6 +786,8 @@ def _h_recall(src: int, f: list[Any]) -> None:
         return
     vals = list(px.cache)
     px.cache.clear()
+    if px.ring is not None:
+        _ring_topup(px, px.ring)        # ring credit is given back too (the ring stays)
     credits, px.credits = px.credits, 0
     px.want_sent = False
     px.spec_asked = 0
@@ -642,6 +805,7 @@ def _h_closed(src: int, f: list[Any]) -> None:
     unused = 0
     if px is not None:
         px.closed_seen = True
+        _ring_detach(px)
         unused = px.credits
         px.credits = 0
         _move_now(w, px)
@@ -737,12 +901,16 @@ def _h_prepare(src: int, f: list[Any]) -> None:
     assert w is not None
     cid, home = f[1], f[2]
     px = _px_of(cid)
+    gseen = None
     with w.link.lock:
         if px is not None:
+            gseen = _ring_detach(px)          # ring values precede the fence too
             _move(px, w.link.queue)           # what is owed goes before the fence
             px.pending = True
             w.moving[cid] = px                # held frames outlive the channel object
-    w.send(home, [_wire.CH_FENCE, cid])
+    w.send(home, [_wire.CH_FENCE, cid] if gseen is None else [_wire.CH_FENCE, cid, gseen])
+    if px is not None and px.cwait:
+        _wake_credit_waiters(px)          # ring waiters: they send by frames now
 
 
 def _release(w: Any, px: _Px, home: int) -> None:
@@ -792,6 +960,8 @@ def _h_fence(src: int, f: list[Any]) -> None:
     w = _worker.W
     assert w is not None
     cid = f[1]
+    if len(f) > 2:
+        w.ring_seen[cid] = f[2]      # the ring grant its sender had seen (§6.9)
     wait = w.revoking.get(cid)
     if wait is None:
         w.fences.setdefault(cid, set()).add(src)     # came before our CH_REVOKE
@@ -822,7 +992,7 @@ def _home_back(w: Any, cid: int) -> None:
         w.link.local.extendleft(reversed(keep))
     for f in mine:
         w.chome.handle(w.wid, f)
-    state = w.chome.export(cid)
+    state = w.chome.export(cid, w.ring_seen.pop(cid, None))
     with w.link.lock:
         w.link.queue.append((SUPERVISOR, [_wire.CH_HOME_BACK, state]))
         if px is not None:
@@ -834,7 +1004,9 @@ def _home_back(w: Any, cid: int) -> None:
 def _h_drop(src: int, f: list[Any]) -> None:
     w = _worker.W
     assert w is not None
-    w.chome.chans.pop(f[1], None)
+    c = w.chome.chans.pop(f[1], None)
+    if c is not None:
+        w.chome.ring_end(c, None)
 
 
 def _on_run_start() -> None:
@@ -842,7 +1014,7 @@ def _on_run_start() -> None:
     w = _worker.W
     if w is not None:
         if _set_remote is not None:
-            _set_remote(_dirty, vars(_sched), w.run, _Px)
+            _set_remote(_dirty, vars(_sched), w.run, _Px, _ring_wake)
         _fresh(w)
 
 
@@ -852,6 +1024,8 @@ def _flush_home() -> None:
         return
     if w.chome.recheck:
         w.chome.tick(time.monotonic())
+    if w.chome.ring_lease and not _sched.has_runnable():
+        w.chome.ring_idle()
     if w.chome.out:
         w.chome.flush_deliveries()
 
@@ -862,6 +1036,11 @@ def _fresh(w: Any) -> None:
     w.link.pre_pending = _pre_pending
     w.chome = Home(w.wid, _home_out)
     w.chome.local_give = _local_give
+    if _ring_put is not None and RINGS:
+        if not hasattr(w, "ring_pool"):
+            w.ring_pool = {}        # rings this worker reads, kept for the runtime
+        w.chome.ring_pool = w.ring_pool
+    w.ring_seen = {}
     w.revoking = {}
     w.fences = {}
     w.moving = {}

@@ -49,6 +49,7 @@ H_SUP_PID: Final = 56
 H_IDLE: Final = 64          # idle bitmap: MAX_WORKERS bits = 4 words (64..95)
 H_SUP_SENT: Final = 96      # messages sent by the supervisor
 H_SUP_RECV: Final = 104     # messages received by the supervisor
+H_RINGS: Final = 112        # pair rings handed out in this runtime
 
 # worker table
 WT_AT: Final = 4096
@@ -72,7 +73,12 @@ SNAP_AT: Final = WT_AT + MAX_WORKERS * WT_LINE
 SNAP_LEN: Final = 4096
 SLOTS_AT: Final = SNAP_AT + MAX_WORKERS * SNAP_LEN
 SLOT: Final = 64
-MAX_SLOTS: Final = (ARENA_SIZE - SLOTS_AT) // SLOT
+# Pair rings (docs/design.md §6.9) take the top of the arena: RING_BYTES each
+# (the C accelerator's layout), at most a quarter of the arena or 16 MiB.
+RING_BYTES: Final = 256 + 65536
+RINGS_AT: Final = ARENA_SIZE - min(16 * 1024 * 1024, ARENA_SIZE // 4) // RING_BYTES * RING_BYTES
+MAX_RINGS: Final = (ARENA_SIZE - RINGS_AT) // RING_BYTES
+MAX_SLOTS: Final = (RINGS_AT - SLOTS_AT) // SLOT
 
 # slot words
 S_STATE: Final = 0
@@ -142,6 +148,7 @@ def reset_workers(n: int) -> None:
     store(H_GLOBALQ, 0)
     store(H_SUP_SENT, 0)
     store(H_SUP_RECV, 0)
+    store(H_RINGS, 0)
     store(H_NWORKERS, n)
     store(H_SUP_PID, os.getpid())
 
@@ -157,6 +164,17 @@ def alloc_slot(tag: int) -> int:
     off = SLOTS_AT + idx * SLOT
     store(off + S_TAG, tag)
     return off
+
+
+def alloc_ring() -> int | None:
+    """A pair ring's arena offset (64-byte aligned), or None when all are
+    handed out. Any worker; rings are handed out once per runtime and reused
+    by their owner (the reading worker) for one channel at a time."""
+    idx = add(H_RINGS, 1) - 1
+    if idx >= MAX_RINGS:
+        add(H_RINGS, -1)
+        return None
+    return RINGS_AT + idx * RING_BYTES
 
 
 def slots_in_use() -> int:

@@ -232,6 +232,12 @@ CH_MOVED = 73        # B->holder [CH_MOVED, cid, home]: send to this home from n
 CH_REVOKE = 74       # B->home [CH_REVOKE, cid, [holders to await]]: send the state back
 CH_HOME_BACK = 75    # home->B [CH_HOME_BACK, state]
 CH_DROP = 76         # B->home [CH_DROP, cid]: garbage: forget it
+# pair rings (docs/design.md §6.9); home = the worker homing cid, sender = its partner
+CH_RING = 77         # home->sender [CH_RING, cid, off]: send into the ring at arena offset off
+CH_RING_ON = 78      # sender->home [CH_RING_ON, cid, accepted]: ring values follow this frame
+CH_RING_WAKE = 79    # home->sender [CH_RING_WAKE, cid]: credit or room for senders waiting
+CH_BIG = 80          # sender->home [CH_BIG, cid, v]: the value of the ring's next placeholder
+CH_RING_POKE = 81    # sender->home [CH_RING_POKE, cid]: look at the ring (values, or a sender waits)
 
 LK_WAIT = 60         # w->S [LK_WAIT, slot, kind, gid, ticket, timeout]
 LK_WAKE = 61         # w->S [LK_WAKE, slot, kind, arg]
