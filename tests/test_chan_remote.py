@@ -1052,3 +1052,183 @@ def test_a_receiver_at_the_home_that_never_waits_still_widens_its_window():
     assert where == 1 and home == 1, "the channel is not homed at its receiver: not the case tested"
     assert total == n * (n - 1) // 2
     assert window == cap // 2, f"the receive window stayed at {window}"
+
+
+# ---------------------------------------------------------------------------
+# Pair rings (docs/design.md §6.9): the one sending worker of a pair-mode
+# channel writes into a shared-memory ring its home reads
+# ---------------------------------------------------------------------------
+
+def _ring_taken(ch):
+    """Values the home in this worker read from ch's ring so far (None: ch is
+    not homed here, or has no ring)."""
+    from mpgo._runtime import _worker
+    c = _worker.W.chome.chans.get(ch._id)
+    return None if c is None or c.ring is None else c.ring_taken
+
+
+def _ring_values(i):
+    # ints, tuples, strings, and now and then a value too large for a ring
+    # entry (it travels as CH_BIG behind a placeholder)
+    if i % 97 == 0:
+        return (i, bytes([i % 251]) * 40_000)
+    if i % 3 == 0:
+        return (i, "x" * (i % 50))
+    return i
+
+
+def _send_ring_values(ch, n):
+    for i in range(n):
+        ch.send(_ring_values(i))
+    ch.close()
+    return mpgo.worker_id()
+
+
+@pytest.mark.timeout(60)
+def test_a_pair_mode_stream_goes_through_the_ring_in_order_exactly_once():
+    n = 5000
+
+    def main():
+        ch = mpgo.Chan(64)
+        g = on(1, _send_ring_values, ch, n)
+        got = []
+        for v in ch:
+            got.append(v)
+        return got, _ring_taken(ch), g.join()
+    got, taken, where = mpgo.run(main, workers=2)
+    assert where == 1
+    assert got == [_ring_values(i) for i in range(n)]
+    assert taken is not None and taken >= n // 2, \
+        f"the values did not go through the ring (read from it: {taken})"
+
+
+def _send_until_closed(ch):
+    sent = 0
+    try:
+        while True:
+            ch.send(sent)
+            sent += 1
+    except ClosedChannelError:
+        return sent, mpgo.worker_id()
+
+
+@pytest.mark.timeout(60)
+def test_a_ring_sender_parked_for_credit_raises_when_closed_and_loses_nothing():
+    cap = 8
+
+    def main():
+        ch = mpgo.Chan(cap)
+        g = on(1, _send_until_closed, ch)
+        head = [ch.recv() for _ in range(100)]       # the ring is in use by now
+        taken = _ring_taken(ch)
+        while len(ch) < cap:                          # the sender fills the buffer, then parks
+            mpgo.sleep(0.001)
+        ch.close()
+        sent, where = g.join()
+        return head, list(ch), sent, taken, where
+    head, rest, sent, taken, where = mpgo.run(main, workers=2)
+    assert where == 1
+    assert taken is not None and taken > 0, "the ring was not in use: not the case tested"
+    assert head + rest == list(range(sent)), "a value sent before the close was lost or reordered"
+    assert len(rest) == cap
+
+
+def _send_and_close(ch, n):
+    for i in range(n):
+        ch.send(i)
+    ch.close()
+    return mpgo.worker_id()
+
+
+def _recv_all(ch, out):
+    got = list(ch)
+    out.send(got)
+    return mpgo.worker_id()
+
+
+@pytest.mark.timeout(60)
+def test_a_third_holder_takes_a_ring_channel_back_to_the_broker_without_loss():
+    # worker 1 streams, worker 0 (the home) reads through the ring; then a
+    # receiver on worker 2 joins: the state goes back to the supervisor (the
+    # sender fences with the grant it saw) and the stream goes on there.
+    n = 20_000
+
+    def main():
+        ch, out = mpgo.Chan(128), mpgo.Chan(1)
+        g = on(1, _send_and_close, ch, n)
+        first = [ch.recv() for _ in range(n // 4)]
+        taken = _ring_taken(ch)
+        h = on(2, _recv_all, ch, out)
+        mine = []
+        for v in ch:
+            mine.append(v)
+        theirs = out.recv()
+        return first, mine, theirs, taken, g.join(), h.join()
+    first, mine, theirs, taken, gw, hw = mpgo.run(main, workers=3)
+    assert (gw, hw) == (1, 2)
+    assert taken is not None and taken > 0, "the ring was not in use: not the case tested"
+    assert first == list(range(n // 4))
+    assert mine == sorted(mine) and theirs == sorted(theirs), "a receiver saw values out of order"
+    assert sorted(first + mine + theirs) == list(range(n)), "values lost or duplicated"
+
+
+def _send_then_wait(ch, k, done, hold):
+    for i in range(k):
+        ch.send(i)
+    done.send(None)
+    hold.recv()
+    return mpgo.worker_id()
+
+
+@pytest.mark.timeout(60)
+def test_ring_credit_left_idle_is_recalled_for_a_sender_at_the_home():
+    # The ring sender keeps the credit it was granted and goes quiet; senders
+    # in the home's worker must still fill the buffer to exactly its capacity.
+    cap, k, first = 16, 200, 190
+
+    def main():
+        ch, done, hold = mpgo.Chan(cap), mpgo.Chan(), mpgo.Chan()
+        g = on(1, _send_then_wait, ch, k, done, hold)
+        got = [ch.recv() for _ in range(first)]       # the ring is in use by now
+        done.recv()
+        taken = _ring_taken(ch)
+        left = k - first                              # the sender's values still buffered
+        for i in range(1000, 1000 + cap - left):
+            ch.send(i)
+        full, _ = mpgo.select((ch.send, -1), mpgo.default)
+        hold.close()
+        got += [ch.recv() for _ in range(cap)]
+        return got, full, taken, g.join()
+    got, full, taken, where = mpgo.run(main, workers=2)
+    assert where == 1
+    assert taken is not None and taken > 0, "the ring was not in use: not the case tested"
+    assert full == 1, "a send went through with the buffer full"
+    assert [v for v in got if v < 1000] == list(range(k))
+    assert sorted(v for v in got if v >= 1000) == list(range(1000, 1000 + cap - (k - first)))
+
+
+def test_pair_rings_can_be_turned_off(tmp_path):
+    script = tmp_path / "stream.py"
+    script.write_text(
+        "import mpgo\n"
+        "from mpgo._runtime import _worker\n"
+        "def send(ch, n):\n"
+        "    for i in range(n):\n"
+        "        ch.send(i)\n"
+        "    ch.close()\n"
+        "def main():\n"
+        "    ch = mpgo.Chan(64)\n"
+        "    g = mpgo.go(send, ch, 3000)\n"
+        "    got = list(ch)\n"
+        "    g.join()\n"
+        "    c = _worker.W.chome.chans.get(ch._id)\n"
+        "    return got == list(range(3000)), c is not None and c.ring is not None\n"
+        "print(mpgo.run(main, workers=2))\n")
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, MPGO_PAIR_RINGS="0")
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
+                         text=True, timeout=50)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[0] == "(True, False)"

@@ -39,8 +39,10 @@ from .._transport._atomic import cas as _cas
 from .._transport._atomic import load as _load
 from .._transport._atomic import store as _store
 
+_ring_take: Callable[[int, int], list[Any]] | None
 try:
-    from .._speedups import ring_take as _ring_take
+    from .. import _speedups as _sp  # type: ignore[attr-defined]
+    _ring_take = _sp.ring_take
 except ImportError:         # no accelerator: no pair rings, every value is a frame
     _ring_take = None
 

@@ -46,12 +46,12 @@ from ._worker import current_worker, handler, refuse_sysmon
 
 _DRAINED = object()
 
+_ring_put: Any
 try:
-    from .._speedups import RING_BIG
-    from .._speedups import ring_put as _ring_put
+    from .. import _speedups as _spr  # type: ignore[attr-defined]
+    _ring_put, RING_BIG = _spr.ring_put, _spr.RING_BIG
 except ImportError:         # no accelerator: no pair rings
-    _ring_put = None
-    RING_BIG = 0
+    _ring_put, RING_BIG = None, 0
 # MPGO_PAIR_RINGS=0 turns pair rings off (every credited value is a frame)
 RINGS = os.environ.get("MPGO_PAIR_RINGS", "1") != "0"
 _perf = time.perf_counter
@@ -511,7 +511,7 @@ def _h_ring(src: int, f: list[Any]) -> None:
     ok = (px is not None and _ring_put is not None and not px.pending
           and not px.closed_seen and px.home == src and px.forgotten == 0)
     with w.link.lock:
-        if ok:
+        if px is not None and ok:
             _move(px, w.link.queue)           # values framed so far go first
         w.link.queue.append((src, [_wire.CH_RING_ON, f[1], ok]))
     if ok:
@@ -1037,9 +1037,7 @@ def _fresh(w: Any) -> None:
     w.chome = Home(w.wid, _home_out)
     w.chome.local_give = _local_give
     if _ring_put is not None and RINGS:
-        if not hasattr(w, "ring_pool"):
-            w.ring_pool = {}        # rings this worker reads, kept for the runtime
-        w.chome.ring_pool = w.ring_pool
+        w.chome.ring_pool = w.ring_pool     # kept across runs (rings are per runtime)
     w.ring_seen = {}
     w.revoking = {}
     w.fences = {}

@@ -180,6 +180,8 @@ class Worker(_sched.Hooks):
         self.revoking: dict[int, set[int]] = {}   # cid -> holders whose fence we await
         self.fences: dict[int, set[int]] = {}     # cid -> fences that came before CH_REVOKE
         self.moving: dict[int, Any] = {}          # cid -> px holding frames during a move
+        self.ring_seen: dict[int, int] = {}       # cid -> ring grant its sender saw (fence)
+        self.ring_pool: dict[int, int] = {}       # sender -> ring this worker reads (§6.9)
         self.on_run_start: list[Callable[[], None]] = []
         self.on_run_end: list[Callable[[], None]] = []
         self.on_flush: list[Callable[[], None]] = []
