@@ -19,6 +19,8 @@ worker table   4 KiB           MAX_WORKERS lines of 128 bytes (W_* offsets)
 snapshots      36 KiB          4 KiB of text per worker: its goroutines, for
                                WorkerDied after it is gone
 slots          SLOTS_AT ..     64-byte slots, bump-allocated
+pair rings     RINGS_AT ..     the top quarter (at most 16 MiB): RING_BYTES each,
+                               handed out by `alloc_ring` (docs/design.md §6.9)
 
 Invariants: slot indices only grow (a slot is never reused, so a stale
 reference can never alias a newer object); every word is touched only
