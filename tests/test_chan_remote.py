@@ -1232,3 +1232,57 @@ def test_pair_rings_can_be_turned_off(tmp_path):
                          text=True, timeout=50)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[0] == "(True, False)"
+
+
+def _send_n_report(ch, sid, n, progress):
+    for i in range(n):
+        ch.send((sid, i))
+        progress.send((sid, i))
+    return mpgo.worker_id()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("rounds", [6])
+def test_concurrent_blocking_senders_in_one_worker_never_exceed_the_capacity(rounds):
+    # Two goroutines of one worker send with no credit at once: the home
+    # answers the first with a grant, which its worker may spend before the
+    # second answer arrives. The home once let the second send take a slot of
+    # that grant ("-1"): cap + 1 values were buffered, and the worker was one
+    # credit short of the home's count from then on (with a pair ring, its
+    # senders then waited forever for credit the home thought they had).
+    cap = 2
+
+    def main():
+        out = []
+        for _ in range(rounds):
+            ch, progress = mpgo.Chan(cap), mpgo.Chan(100)
+            hs = place((1, _send_n_report, ch, 0, 3, progress),
+                       (1, _send_n_report, ch, 1, 3, progress))
+            done = poll(progress, 0.3)                # the senders block at `cap`
+            got = [ch.recv() for _ in range(6)]
+            for h in hs:
+                h.join()
+            out.append((len(done), sorted(got)))
+        return out
+    for ndone, got in mpgo.run(main, workers=2):
+        assert ndone == cap, f"{ndone} sends completed into a buffer of {cap}"
+        assert got == sorted((s, i) for s in range(2) for i in range(3))
+
+
+@pytest.mark.timeout(60)
+def test_many_ring_senders_in_one_worker_each_get_through():
+    # Five goroutines of one worker send into one ring with a small capacity:
+    # they take turns waiting for credit. One that found credit while the
+    # others waited once lowered the shared "a sender waits" flag, and the
+    # waiting ones were never woken.
+    cap, n, k = 7, 3000, 5
+
+    def main():
+        ch = mpgo.Chan(cap)
+        hs = place(*[(1, send_seq, ch, s, n) for s in range(k)])
+        got = [ch.recv() for _ in range(n * k)]
+        return got, _ring_taken(ch), [h.join() for h in hs]
+    got, taken, where = mpgo.run(main, workers=2)
+    assert where == [1] * k
+    assert taken, "the ring was not in use: not the case tested"
+    check_streams([got], k, n)

@@ -722,16 +722,11 @@ class Home:
         if c.closed:
             self.send(src, [_wire.CH_SENT, ticket, 0, True])
             return
-        if c.cap and c.credits.get(src, 0) > 0:
-            # The sender's own credit is on its way to it (CH_CREDIT in flight):
-            # this send uses one of those slots; the answer takes it back (-1),
-            # and arrives after the CH_CREDIT (one FIFO link), so both agree.
-            c.credits[src] -= 1
-            if not c.credits[src]:
-                del c.credits[src]
-            c.buf.append(v)
-            self.send(src, [_wire.CH_SENT, ticket, -1, False])
-        elif c.cap and c.free() > 0 and not c.sendq:
+        # (A blocking send never takes a slot of credit granted to its worker:
+        # the worker may have spent that credit already, its CH_PUT still on
+        # the way — the answer "-1" that did so let a buffer hold cap + 1
+        # values and left the worker one credit short of the home's count.)
+        if c.cap and c.free() > 0 and not c.sendq:
             c.buf.append(v)
             self.send(src, [_wire.CH_SENT, ticket, self._grant(c, src), False])
         else:

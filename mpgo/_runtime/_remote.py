@@ -271,8 +271,6 @@ class RemoteChan(Chan):
             px.grant = credit
             px.want_sent = False
             _wake_credit_waiters(px)
-        elif credit < 0:
-            px.credits += credit        # the broker used one of our in-flight credits
 
     def _recv(self) -> tuple[Any, bool]:
         px = self._px()
@@ -449,7 +447,8 @@ def _ring_send(w: Any, px: _Px, v: Any) -> bool:
         _ring_topup(px, r)
         room = RING_DATA - (load(r + RG_WPOS) - load(r + RG_RPOS))
         if px.credits > 0 and room >= 4 + (0 if big else len(b)):
-            store(r + RG_PWAIT, 0)
+            if not px.cwait:
+                store(r + RG_PWAIT, 0)  # (others parked here still need it raised)
             continue
         if not px.cwait:
             # the home's hub may be idle: it looks at the ring when told
