@@ -95,7 +95,7 @@ class BChan:
     __slots__ = ("cid", "cap", "closed", "buf", "sendq", "recvq", "spec", "credits",
                  "held", "want", "close_wait", "recalling", "drained_sent", "stale",
                  "active", "ring", "ring_w", "ring_on", "ring_tried", "big", "ring_put0",
-                 "ring_taken")
+                 "ring_taken", "ret_n", "sel_wait")
 
     def __init__(self, cid: int, cap: int) -> None:
         self.cid = cid
@@ -124,6 +124,12 @@ class BChan:
         self.big: deque[bytes] = deque()     # CH_BIG values for the ring's placeholders
         self.ring_put0 = 0                   # the sender's entry count at the last grant
         self.ring_taken = 0                  # entries read from the ring
+        # values at the front of buf that were given back (CH_RETURN), oldest
+        # first: a later give-back goes behind them (its values were delivered
+        # after theirs), not in front
+        self.ret_n = 0
+        # selects waiting for values still on their way to their worker
+        self.sel_wait: list[tuple[int, list[Any]]] = []
 
     def sweep(self) -> None:
         """Drop select cases whose select already fired."""
@@ -132,6 +138,25 @@ class BChan:
                            if not (type(r) is _SelCase and r.sel.done))
         self.sendq = deque(s for s in self.sendq
                            if not (type(s) is _SelCase and s.sel.done))
+
+    def take(self) -> bytes:
+        """The value at the front of the buffer (the only way values leave it
+        one by one: `ret_n` follows)."""
+        if self.ret_n:
+            self.ret_n -= 1
+        return self.buf.popleft()
+
+    def give_back(self, vals: list[bytes]) -> None:
+        """Values a worker returns, in its order: behind values returned
+        before (older) and ahead of those never delivered."""
+        buf, k = self.buf, self.ret_n
+        if k:
+            buf.rotate(-k)
+            buf.extendleft(reversed(vals))
+            buf.rotate(k)
+        else:
+            buf.extendleft(reversed(vals))
+        self.ret_n = k + len(vals)
 
     def free(self) -> int:
         return self.cap - len(self.buf) - sum(self.held.values()) - sum(self.credits.values())
@@ -321,7 +346,7 @@ class Home:
                 r = self._next_receiver(c)
                 if r is None:
                     break
-                self._give(c, r, c.buf.popleft())
+                self._give(c, r, c.take())
             # then speculative prefetch
             if c.buf and c.spec:
                 for w in list(c.spec):
@@ -332,6 +357,7 @@ class Home:
                         buf.clear()
                     else:
                         vals = [buf.popleft() for _ in range(k)]
+                    c.ret_n = max(0, c.ret_n - k)
                     self.deliver_many(w, c, vals)
                     c.spec[w] -= k
                     if not c.spec[w]:
@@ -343,7 +369,7 @@ class Home:
                 self._take_sender(c, True)
                 r = self._next_receiver(c)
                 if r is not None:
-                    self._give(c, r, c.buf.popleft())
+                    self._give(c, r, c.take())
             if c.want and c.free() > 0 and not c.closed:
                 wanters, c.want = c.want, []
                 for w in wanters:
@@ -593,7 +619,7 @@ class Home:
                 self.pump(c)
                 return
             if c.buf:
-                v = c.buf.popleft()
+                v = c.take()
             elif self._next_sender(c) is not None:
                 v = self._take_sender(c, False)
             else:
@@ -715,7 +741,25 @@ class Home:
             # a channel whose PROMOTE has not arrived yet: wait for it, then retry
             self.pending.setdefault(missing[0], []).append((src, f))
             return
+        for case in cases:
+            c = self.chans.get(case[1]) if case[1] is not None else None
+            if c is not None and case[0] != SEND and c.held.get(src, 0) > 0:
+                # Values delivered to src are still on their way there (it gave
+                # back what it had before this select): they are older than
+                # what the buffer holds, and src sends them back on arrival.
+                # Settling now could hand src a newer value first (P1).
+                c.sel_wait.append((src, f))
+                return
         self.select(src, ticket, cases, dflt)
+
+    def _selects_again(self, c: BChan, w: int) -> None:
+        """w's values came back: its selects waiting on c are settled now."""
+        if not c.sel_wait or c.held.get(w, 0) > 0:
+            return
+        mine = [x for x in c.sel_wait if x[0] == w]
+        c.sel_wait = [x for x in c.sel_wait if x[0] != w]
+        for src, f in mine:
+            self.on_select(src, f)
 
     def _f_send(self, c: BChan, src: int, f: list[Any]) -> None:
         ticket, v = f[2], f[3]
@@ -823,6 +867,7 @@ class Home:
         else:
             c.held.pop(src, None)
         self.pump(c)
+        self._selects_again(c, src)
 
     def _f_return(self, c: BChan, src: int, f: list[Any]) -> None:
         vals, credits = f[2], f[3]
@@ -831,13 +876,19 @@ class Home:
             # the worker keeps nothing of this channel any more
             if c.ring is not None and src == c.ring_w:
                 self.ring_end(c, None)
-            c.buf.extendleft(reversed(vals))
+            c.give_back(vals)
             c.held.pop(src, None)
             c.credits.pop(src, None)
             c.spec.pop(src, None)
             self.pump(c)
+            self._selects_again(c, src)
             return
-        c.buf.extendleft(reversed(vals))
+        if len(f) > 5 and f[5]:
+            # no receiver of src is parked: its committed demand is stale
+            for r in c.recvq:
+                if type(r) is _Demand and r.w == src:
+                    r.n = 0
+        c.give_back(vals)
         left = c.held.get(src, 0) - len(vals)
         if left > 0:
             c.held[src] = left
@@ -851,6 +902,7 @@ class Home:
                 c.credits.pop(src, None)
         c.spec.pop(src, None)
         self.pump(c)
+        self._selects_again(c, src)
 
     def _f_close(self, c: BChan, src: int, f: list[Any]) -> None:
         self.close(src, f[2], c)

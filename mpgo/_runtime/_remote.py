@@ -74,7 +74,7 @@ class _Px:
     __slots__ = ("cid", "cap", "run", "credits", "grant", "want_sent", "puts", "recvq",
                  "asked", "spec_asked", "prefetch", "cache", "consumed", "reported",
                  "closed_seen", "drained", "forgotten", "home", "pending", "outbox",
-                 "cwait", "ring", "gseen", "__weakref__")
+                 "cwait", "ring", "gseen", "selecting", "__weakref__")
 
     def __init__(self, cid: int, cap: int, run: int) -> None:
         self.cid = cid
@@ -102,6 +102,7 @@ class _Px:
         # None; and the ring's grant counter as far as this worker took it.
         self.ring: int | None = None
         self.gseen = 0
+        self.selecting = 0        # selects of this worker waiting at the broker on it
 
 
 def _move(px: _Px, queue: Any) -> None:
@@ -632,16 +633,21 @@ _chan.HOOKS = _Hooks()
 
 
 def _give_back(w: Any, px: _Px) -> None:
-    """Return px's prefetched values and unused credit to the broker. Hub thread."""
-    if not px.cache and not px.credits:
-        return
+    """Before a select at the broker: return px's prefetched values and unused
+    credit, and, when no receiver of this worker is parked on the channel,
+    drop the committed demand the home may still count for it (a withdrawal
+    can be on its way; the home would hand a value to it ahead of the
+    select, and the value would come back behind newer ones). Hub thread."""
     vals = list(px.cache)
     px.cache.clear()
     credits, px.credits = px.credits, 0
     px.spec_asked = 0
     px.prefetch = max(1, px.prefetch // 2)
+    idle = not px.recvq
+    if idle:
+        px.asked = 0
     _move_now(w, px)
-    _to_home(w, px, [_wire.CH_RETURN, px.cid, vals, credits])
+    _to_home(w, px, [_wire.CH_RETURN, px.cid, vals, credits, False, idle])
 
 
 def select_remote(parsed: list[tuple[int, Any, Any]], dflt: int) -> tuple[int, Any]:
@@ -650,12 +656,27 @@ def select_remote(parsed: list[tuple[int, Any, Any]], dflt: int) -> tuple[int, A
     for _kind, ch, _v in parsed:
         if ch is not None and type(ch) is Chan:
             promote(ch)
-    # The broker must see the channels' whole state to choose uniformly among
-    # the ready cases (P6): values prefetched here and unused credit go back
-    # first (the frames precede SELECT on the same link).
+    # A channel whose home is moving holds this worker's frames for it until
+    # the move ends, and SELECT does not wait with them: what goes back below
+    # would reach the broker after the select (a value returned then came
+    # after newer ones). Wait for such moves first.
     for _kind, ch, _v in parsed:
         if ch is not None:
-            _give_back(w, ch._px())
+            px = ch._px()
+            while px.pending:
+                g = _sched._cur
+                px.cwait.append(g)
+                g.waitq = px.cwait  # type: ignore[union-attr]
+                _sched.park("select")
+                g.waitq = None  # type: ignore[union-attr]
+    # The broker must see the channels' whole state to choose uniformly among
+    # the ready cases (P6): values prefetched here and unused credit go back
+    # first (the frames precede SELECT on the same link); values still on
+    # their way here go back as they arrive (the broker waits for them).
+    pxs = [ch._px() for _kind, ch, _v in parsed if ch is not None]
+    for px in pxs:
+        px.selecting += 1
+        _give_back(w, px)
     cases: list[list[Any]] = []
     for kind, ch, v in parsed:
         if ch is None:
@@ -666,7 +687,11 @@ def select_remote(parsed: list[tuple[int, Any, Any]], dflt: int) -> tuple[int, A
             cases.append([kind, px.cid, _wire.encode(v) if kind == SEND else None])
     t = w.ticket(_sched._cur)
     w.send(SUPERVISOR, [_wire.SELECT, t, cases, dflt])
-    idx, v, ok = _sched.park("select")
+    try:
+        idx, v, ok = _sched.park("select")
+    finally:
+        for px in pxs:
+            px.selecting -= 1
     if idx == dflt:
         return dflt, None
     if ok == "closed":
@@ -749,11 +774,19 @@ def _h_deliver(src: int, f: list[Any]) -> None:
             px.consumed += 1
             served += 1
             _sched.ready(g, v)
-        px.cache.extend(vals[served:] if served else vals)
+        rest = vals[served:] if served else vals
         if served and px.cap:
             _dirty.add(px)          # consumption to report
     else:
-        px.cache.extend(vals)
+        rest = vals
+    if px.selecting and rest:
+        # a select of this worker waits at the broker for these (they are
+        # older than what it would choose from): straight back
+        px.spec_asked = 0
+        _move_now(_worker.W, px)
+        _to_home(_worker.W, px, [_wire.CH_RETURN, px.cid, list(rest), 0])
+    else:
+        px.cache.extend(rest)
     excess = min(served - ncommitted, px.asked)
     if excess > 0:
         # Parked receivers took prefetched values: the committed demand they
@@ -919,6 +952,7 @@ def _release(w: Any, px: _Px, home: int) -> None:
         out, px.outbox = px.outbox, []
         for dst, frame in out:
             w.link.queue.append((home if dst is None else dst, frame))
+    _wake_credit_waiters(px)        # selects waiting for the move (they look again)
     _sched.want_hub_turn()
 
 
