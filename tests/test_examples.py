@@ -117,6 +117,8 @@ assert not _remote._C_PATHS and _chan._ChanBase is _chan._ChanBasePy
 assert _atomic.IMPLEMENTATION == "semaphores"
 from mpgo._transport import _link, _wire
 assert _link._CZ is None and _wire.split is _wire.split_py   # pyzmq and msgpack
+from mpgo._runtime import _chanhome
+assert _remote._ring_put is None and _chanhome._ring_take is None   # no pair rings
 
 def consume(ch, out):
     out.send((sum(ch), mpgo.worker_id()))
