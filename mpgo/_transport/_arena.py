@@ -78,8 +78,9 @@ SLOT: Final = 64
 # Pair rings (docs/design.md §6.9) take the top of the arena: RING_BYTES each
 # (the C accelerator's layout), at most a quarter of the arena or 16 MiB.
 RING_BYTES: Final = 256 + 65536
-RINGS_AT: Final = ARENA_SIZE - min(16 * 1024 * 1024, ARENA_SIZE // 4) // RING_BYTES * RING_BYTES
-MAX_RINGS: Final = (ARENA_SIZE - RINGS_AT) // RING_BYTES
+RINGS_AT: Final = (ARENA_SIZE - min(16 * 1024 * 1024, ARENA_SIZE // 4) // RING_BYTES * RING_BYTES
+                   + 63) // 64 * 64          # rings start on a cache line
+MAX_RINGS: Final = max(0, (ARENA_SIZE - RINGS_AT) // RING_BYTES)
 MAX_SLOTS: Final = (RINGS_AT - SLOTS_AT) // SLOT
 
 # slot words
