@@ -21,6 +21,9 @@ bytes: a home never decodes them.
 * Close voids all credit: the closer is answered once every credit holder
   acknowledged (`CH_CLOSED_ACK`), so a send that happens after the close
   always raises.
+* Pair rings (§6.9, a worker's home only): the one other worker that sends
+  writes its credited values into a shared-memory ring this home reads before
+  it handles any frame for the channel; its credit is a counter raised here.
 
 Who may call: the host's loop only (the supervisor's, or a worker's hub).
 """

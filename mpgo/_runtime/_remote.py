@@ -15,9 +15,15 @@ sends and consumption reports are batched and moved into the link's queue by
 `_pre_flush`, which runs under the link's lock — from the hub, or from sysmon
 when a goroutine computes without parking after sending.
 
+When the channel's home is another worker that lent this worker its pair
+ring (§6.9), a credited send writes the encoded value into the ring instead
+(`_ring_send`, and the C path), and credit comes from the ring's grant
+counter (`px.gseen`: how far this worker took it).
+
 Invariants: `px.asked` = committed demand outstanding at the broker (one per
 receiver parked here when it asked); `px.consumed >= px.reported`, each
-written by one side only (hub / flusher under the lock).
+written by one side only (hub / flusher under the lock); `px.ring` is None
+whenever `px.pending` or `px.closed_seen` (a ring is never written then).
 
 Who may call: channel operations from any goroutine of this worker; frame
 handlers from the hub.
@@ -855,6 +861,7 @@ def _h_drained(src: int, f: list[Any]) -> None:
         return
     px.drained = True
     px.closed_seen = True
+    _ring_detach(px)
     px.asked = 0
     rq = px.recvq
     while rq:
