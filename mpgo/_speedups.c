@@ -1919,6 +1919,17 @@ rc_px(ChanObject *self)
     return run == rc_run ? px : NULL;
 }
 
+/* The Python method for a send the C paths leave to it (a field that could
+ * not be read is not an error: Python decides). */
+static PyObject *
+rc_send_slow(PyObject *op, PyObject *v)
+{
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+    }
+    return PyObject_CallMethodOneArg(op, s_rsend_slow, v);
+}
+
 /* A send on a channel whose pair ring px.ring is in use: spend one credit
  * (topped up from the ring's grant counter) and write the value into the
  * ring; the Python method for everything else (no credit or room, a value
@@ -1973,10 +1984,7 @@ rc_ring_send(PyObject *op, PyObject *px, PyObject *v)
     Py_DECREF(px);
     Py_RETURN_NONE;
 slow:
-    if (PyErr_Occurred()) {
-        PyErr_Clear();
-    }
-    return PyObject_CallMethodOneArg(op, s_rsend_slow, v);
+    return rc_send_slow(op, v);
 }
 
 static PyObject *
@@ -2026,10 +2034,7 @@ chan_rc_send(PyObject *op, PyObject *v)
     Py_DECREF(px);
     Py_RETURN_NONE;
 slow:
-    if (PyErr_Occurred()) {
-        PyErr_Clear();            /* a field we could not read: Python decides */
-    }
-    return PyObject_CallMethodOneArg(op, s_rsend_slow, v);
+    return rc_send_slow(op, v);
 }
 
 /* A value from px.cache, decoded; NULL without an exception to go slow. */

@@ -123,21 +123,28 @@ def test_a_write_after_the_home_asked_reports_the_wake_up_once(ring):
 # -- a home that lends a ring ------------------------------------------------------
 
 def _lent(h, out, cap):
+    """A channel homed at h whose sender (SENDER) asked for credit: the home
+    lends it the ring, the sender accepts. (channel, ring, credit granted by
+    frame before the ring)"""
     c = _chan(h, cap)
     h.handle(SENDER, [_wire.CH_WANT, 7])             # a sender with credit: lend
     ring = [f for _, f in out if f[0] == _wire.CH_RING]
     assert ring, "the home did not lend its ring"
     off = ring[0][2]
     h.handle(SENDER, [_wire.CH_RING_ON, 7, True])
-    return c, off
+    return c, off, sum(f[2] for _, f in out if f[0] == _wire.CH_CREDIT)
+
+
+def _write(off, n):
+    """The sender writes values 0..n-1 into the ring (one byte each)."""
+    for i in range(n):
+        assert sp.ring_put(off, bytes([i])) == 1
 
 
 def test_ring_values_join_the_buffer_on_the_senders_credit_and_credit_comes_back():
     h, out = _home(rings=True)
-    c, off = _lent(h, out, 8)
-    granted = sum(f[2] for _, f in out if f[0] == _wire.CH_CREDIT)
-    for i in range(granted):
-        assert sp.ring_put(off, bytes([i])) == 1
+    c, off, granted = _lent(h, out, 8)
+    _write(off, granted)
     h.handle(0, [_wire.CH_DEMAND, 7, 0, 8])          # the home's own receiver asks
     h.flush_deliveries()
     got = [v for _, f in out if f[0] == _wire.CH_DELIVER for v in f[2]]
@@ -150,10 +157,8 @@ def test_ring_values_join_the_buffer_on_the_senders_credit_and_credit_comes_back
 
 def test_a_waiting_ring_sender_is_woken_when_credit_is_granted():
     h, out = _home(rings=True)
-    c, off = _lent(h, out, 4)
-    granted = sum(f[2] for _, f in out if f[0] == _wire.CH_CREDIT)
-    for i in range(granted):
-        sp.ring_put(off, bytes([i]))
+    c, off, granted = _lent(h, out, 4)
+    _write(off, granted)
     c.held[0] = 4 - granted                        # the home's receiver holds the rest
     h.handle(SENDER, [_wire.CH_RING_POKE, 7])     # read; no room yet
     store(off + RG_PWAIT, 1)                        # the sender waits for credit
@@ -166,10 +171,8 @@ def test_a_waiting_ring_sender_is_woken_when_credit_is_granted():
 
 def test_grants_the_sender_never_saw_are_taken_back_when_the_ring_ends():
     h, out = _home(rings=True)
-    c, off = _lent(h, out, 8)
-    msg = sum(f[2] for _, f in out if f[0] == _wire.CH_CREDIT)
-    for i in range(msg):
-        sp.ring_put(off, bytes([i]))
+    c, off, msg = _lent(h, out, 8)
+    _write(off, msg)
     h.handle(SENDER, [_wire.CH_RING_POKE, 7])
     h.handle(0, [_wire.CH_DEMAND, 7, 0, 8])
     h.handle(0, [_wire.CH_CONSUMED, 7, msg])

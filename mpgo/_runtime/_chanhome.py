@@ -60,6 +60,15 @@ _monotonic = time.monotonic
 SEND, RECV, RECV_OK = 2, 0, 1          # case kinds, as in _core._chan
 
 
+def _less(counts: dict[int, int], w: int, n: int) -> None:
+    """counts[w] -= n; a count that reaches zero (or below) is dropped."""
+    left = counts.get(w, 0) - n
+    if left > 0:
+        counts[w] = left
+    else:
+        counts.pop(w, None)
+
+
 class _Sel:
     """A select parked at the broker, waiting on several channels."""
 
@@ -143,11 +152,22 @@ class BChan:
                            if not (type(s) is _SelCase and s.sel.done))
 
     def take(self) -> bytes:
-        """The value at the front of the buffer (the only way values leave it
-        one by one: `ret_n` follows)."""
+        """The value at the front of the buffer (values leave the buffer only
+        through `take` and `take_many`: `ret_n` follows)."""
         if self.ret_n:
             self.ret_n -= 1
         return self.buf.popleft()
+
+    def take_many(self, k: int) -> list[bytes]:
+        """The first k values of the buffer (k <= its length)."""
+        buf = self.buf
+        if k == len(buf):
+            vals = list(buf)
+            buf.clear()
+        else:
+            vals = [buf.popleft() for _ in range(k)]
+        self.ret_n = max(0, self.ret_n - k)
+        return vals
 
     def give_back(self, vals: list[bytes]) -> None:
         """Values a worker returns, in its order: behind values returned
@@ -353,15 +373,8 @@ class Home:
             # then speculative prefetch
             if c.buf and c.spec:
                 for w in list(c.spec):
-                    buf = c.buf
-                    k = min(c.spec[w], len(buf))
-                    if k == len(buf):
-                        vals = list(buf)
-                        buf.clear()
-                    else:
-                        vals = [buf.popleft() for _ in range(k)]
-                    c.ret_n = max(0, c.ret_n - k)
-                    self.deliver_many(w, c, vals)
+                    k = min(c.spec[w], len(c.buf))
+                    self.deliver_many(w, c, c.take_many(k))
                     c.spec[w] -= k
                     if not c.spec[w]:
                         del c.spec[w]
@@ -436,13 +449,8 @@ class Home:
             vals = [big.popleft() if v is None else v for v in vals]
         n = len(vals)
         c.ring_taken += n
-        w = c.ring_w
-        left = c.credits.get(w, 0) - n
-        if left > 0:
-            c.credits[w] = left
-        else:
-            c.credits.pop(w, None)
-        c.active[w] = _monotonic()
+        _less(c.credits, c.ring_w, n)
+        c.active[c.ring_w] = _monotonic()
         c.buf.extend(vals)
         return True
 
@@ -498,11 +506,7 @@ class Home:
             if gseen is not None:
                 unseen = _load(r + RG_GRANT) - gseen
                 if unseen > 0:
-                    left = c.credits.get(c.ring_w, 0) - unseen
-                    if left > 0:
-                        c.credits[c.ring_w] = left
-                    else:
-                        c.credits.pop(c.ring_w, None)
+                    _less(c.credits, c.ring_w, unseen)
         if self.ring_lease.get(c.ring_w) == c.cid:
             del self.ring_lease[c.ring_w]
         c.ring, c.ring_on = None, False
@@ -818,11 +822,7 @@ class Home:
             self.ring_offer(c, src)
         vals = f[2]
         c.active[src] = _monotonic()
-        left = c.credits.get(src, 0) - len(vals)
-        if left > 0:
-            c.credits[src] = left
-        else:
-            c.credits.pop(src, None)
+        _less(c.credits, src, len(vals))
         c.buf.extend(vals)
         self.pump(c)
 
@@ -864,11 +864,7 @@ class Home:
 
     def _f_consumed(self, c: BChan, src: int, f: list[Any]) -> None:
         c.active[src] = _monotonic()
-        left = c.held.get(src, 0) - f[2]
-        if left > 0:
-            c.held[src] = left
-        else:
-            c.held.pop(src, None)
+        _less(c.held, src, f[2])
         self.pump(c)
         self._selects_again(c, src)
 
@@ -892,17 +888,9 @@ class Home:
                 if type(r) is _Demand and r.w == src:
                     r.n = 0
         c.give_back(vals)
-        left = c.held.get(src, 0) - len(vals)
-        if left > 0:
-            c.held[src] = left
-        else:
-            c.held.pop(src, None)
+        _less(c.held, src, len(vals))
         if credits:
-            left = c.credits.get(src, 0) - credits
-            if left > 0:
-                c.credits[src] = left
-            else:
-                c.credits.pop(src, None)
+            _less(c.credits, src, credits)
         c.spec.pop(src, None)
         self.pump(c)
         self._selects_again(c, src)

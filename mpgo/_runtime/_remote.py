@@ -242,11 +242,7 @@ class RemoteChan(Chan):
             # it here. A blocking CH_SEND instead would wait for its own
             # answer, which follows the grant by up to a batch of values.
             _move_now(w, px)
-            g = _sched._cur
-            px.cwait.append(g)  # type: ignore[arg-type]
-            g.waitq = px.cwait  # type: ignore[union-attr]
-            _sched.park("chan send")
-            g.waitq = None  # type: ignore[union-attr]
+            _park_cwait(px, "chan send")
             if px.ring is not None and _ring_send(w, px, v):
                 return      # the home lent its ring meanwhile: values go there now (P1)
         if px.closed_seen:
@@ -426,6 +422,7 @@ def _ring_send(w: Any, px: _Px, v: Any) -> bool:
     False (nothing sent) if the ring was given up meanwhile."""
     b = _wire.encode(v)             # TypeError here: nothing touched
     big = len(b) > RING_BIG
+    need = 4 + (0 if big else len(b))   # ring bytes: length word (+ value)
     while True:
         if px.closed_seen:
             raise ClosedChannelError("send on closed channel")
@@ -445,27 +442,20 @@ def _ring_send(w: Any, px: _Px, v: Any) -> bool:
                 if rc == 2:
                     _ring_wake(px)
                 return True
-        if not _sched.has_runnable() and _ring_spin(px, r, 4 + (0 if big else len(b))):
+        if not _sched.has_runnable() and _ring_spin(px, r, need):
             continue
         # No credit or no room: wait for the home's CH_RING_WAKE. The flag is
         # raised before looking again (the home clears it when it grants or
         # reads), so a grant or a read in between is never missed.
         store(r + RG_PWAIT, 1)
         _ring_topup(px, r)
-        room = RING_DATA - (load(r + RG_WPOS) - load(r + RG_RPOS))
-        if px.credits > 0 and room >= 4 + (0 if big else len(b)):
+        if px.credits > 0 and _ring_room(r) >= need:
             if not px.cwait:
                 store(r + RG_PWAIT, 0)  # (others parked here still need it raised)
             continue
         if not px.cwait:
-            # the home's hub may be idle: it looks at the ring when told
-            w.send(px.home, [_wire.CH_RING_POKE, px.cid])
-            w.link.flush()
-        g = _sched._cur
-        px.cwait.append(g)  # type: ignore[arg-type]
-        g.waitq = px.cwait  # type: ignore[union-attr]
-        _sched.park("chan send")
-        g.waitq = None  # type: ignore[union-attr]
+            _ring_wake(px)      # the home's hub may be idle: it looks at the ring when told
+        _park_cwait(px, "chan send")
 
 
 RING_SPIN = 200e-6
@@ -478,15 +468,31 @@ def _ring_spin(px: _Px, r: int, need: int) -> bool:
     end = _perf() + RING_SPIN
     while _perf() < end:
         _ring_topup(px, r)
-        if px.credits > 0 and RING_DATA - (load(r + RG_WPOS) - load(r + RG_RPOS)) >= need:
+        if px.credits > 0 and _ring_room(r) >= need:
             return True
         _yield()
     return False
 
 
+def _ring_room(r: int) -> int:
+    """Free bytes in the ring at r (the sender's view: it alone writes)."""
+    return RING_DATA - (load(r + RG_WPOS) - load(r + RG_RPOS))
+
+
+def _park_cwait(px: _Px, reason: str) -> None:
+    """Park the calling goroutine in px.cwait until `_wake_credit_waiters`
+    (credit, a ring wake-up, the end of a home move, close); callers look again."""
+    g = _sched._cur
+    px.cwait.append(g)  # type: ignore[arg-type]
+    g.waitq = px.cwait  # type: ignore[union-attr]
+    _sched.park(reason)
+    g.waitq = None  # type: ignore[union-attr]
+
+
 def _ring_wake(px: _Px) -> None:
-    """The home asked to hear of the next ring value (its receivers wait):
-    tell it now. Called by ring sends, also from the C path."""
+    """Tell the home to look at px's ring now: its receivers wait for the
+    value just written (a ring send, also from the C path), or a sender here
+    parks for credit or room and the home's hub may be idle."""
     w = _worker.W
     if w is None:
         return
@@ -670,11 +676,7 @@ def select_remote(parsed: list[tuple[int, Any, Any]], dflt: int) -> tuple[int, A
         if ch is not None:
             px = ch._px()
             while px.pending:
-                g = _sched._cur
-                px.cwait.append(g)
-                g.waitq = px.cwait  # type: ignore[union-attr]
-                _sched.park("select")
-                g.waitq = None  # type: ignore[union-attr]
+                _park_cwait(px, "select")
     # The broker must see the channels' whole state to choose uniformly among
     # the ready cases (P6): values prefetched here and unused credit go back
     # first (the frames precede SELECT on the same link); values still on
